@@ -1,0 +1,55 @@
+# rrec: `make run` (everything, end to end) and `make test` (same set-up, then the test suite).
+PYTHON ?= python3
+VENV   := .venv
+DVCENV := .venv-dvc
+BIN    := $(VENV)/bin
+DVC    := $(DVCENV)/bin/dvc
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup ops data run test test-fast ui repro bench clean
+
+setup: $(VENV)/.installed $(DVCENV)/.installed
+
+# torch==2.13.0 first, so `--no-build-isolation` builds the C++ ops against the torch that runs them
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/*.cu)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 setuptools==84.2.1 wheel ninja
+	$(BIN)/pip install -q --no-build-isolation -e '.[test]'
+	$(BIN)/python -c "import rrec_core.ops as o; print('rrec ops backends:', o.backends())"
+	touch $@
+
+# DVC in its own environment: its hydra-core pins antlr4 4.9, Dagster's asset selection needs 4.13
+$(DVCENV)/.installed:
+	test -x $(DVCENV)/bin/python || $(PYTHON) -m venv $(DVCENV)
+	$(DVCENV)/bin/pip install -q --upgrade pip
+	$(DVCENV)/bin/pip install -q dvc==3.67.1
+	touch $@
+
+ops: $(VENV)/.installed
+	$(BIN)/python setup.py build_ext --inplace -q
+
+data: setup
+	RREC_DVC=$(DVC) $(BIN)/rrec data pull
+
+run: data
+	$(BIN)/rrec run
+
+test: data
+	$(BIN)/python -m pytest
+
+test-fast: data
+	$(BIN)/python -m pytest -m "not slow"
+
+ui: data
+	mkdir -p .dagster && DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -m orchestration.definitions
+
+repro: data
+	$(DVC) repro
+
+bench: setup
+	$(BIN)/python bench/bench_ops.py --device cpu
+
+clean:
+	rm -rf artifacts build *.egg-info rrec_core/_C*.so

@@ -1,0 +1,118 @@
+"""The asset graph. Each asset unpacks its inputs, calls one rrec_core.pipeline function, attaches
+the metadata a user wants to see, and returns the artefact (persisted by ArtifactIOManager)."""
+import base64
+import tempfile
+from pathlib import Path
+
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue,
+                     Output, asset)
+
+from orchestration.config import DataLaunch, EncoderLaunch, EvalLaunch, PretrainLaunch, ValidateLaunch, to_core
+from rrec_core import pipeline
+from rrec_core.artifacts import Evaluation, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
+from rrec_core.config import DataConfig, EncoderConfig, EvalConfig, PretrainConfig, SplitConfig, ValidationConfig
+from orchestration.config import project_params
+
+GROUP = "rrec"
+
+
+@asset(group_name=GROUP, description="Interactions and items read from data/ into rrec's frame contract.")
+def raw_interactions(context: AssetExecutionContext, config: DataLaunch) -> Output[RawData]:
+    raw = pipeline.load_raw_data(to_core(config, DataConfig))
+    ds = raw.dataset
+    return Output(raw, metadata={
+        "dagster/row_count": len(ds.interactions),
+        "n_users": ds.n_users, "n_items": ds.n_items,
+        "n_catalog_items": 0 if ds.items is None else len(ds.items),
+        "source": ds.interactions.attrs.get("source", ""),
+        "schema": MetadataValue.md(_schema_md(ds.interactions, ds.items)),
+        "preview": MetadataValue.md(ds.interactions.head(10).to_markdown()),
+    })
+
+
+VALIDATION_CHECK = "expectation_suite"
+
+
+@asset(group_name=GROUP, check_specs=[AssetCheckSpec(VALIDATION_CHECK, asset="validated_interactions", blocking=True,
+                                                     description="Great Expectations suite over interactions and items")],
+       description="Interactions that pass the expectation suite, split into train/valid/test.")
+def validated_interactions(context: AssetExecutionContext, config: ValidateLaunch, raw_interactions: RawData):
+    vcfg, scfg = to_core(config.validation, ValidationConfig), to_core(config.split, SplitConfig)
+    report = pipeline.validate_raw_data(raw_interactions, vcfg)
+    failures = [f.describe() for f in report.failures]
+    yield AssetCheckResult(check_name=VALIDATION_CHECK, passed=report.success, severity=AssetCheckSeverity.ERROR,
+                           metadata={"expectations": MetadataValue.md(report.markdown()),
+                                     "failures": MetadataValue.json([f.__dict__ for f in report.failures][:20]),
+                                     "failed": len(report.failures),
+                                     "evaluated": report.statistics.get("evaluated_expectations", 0)})
+    # raises DataValidationError naming file/row/column: nothing is written and downstream never runs
+    data = pipeline.validate_and_split(raw_interactions, vcfg, scfg, report=report)
+    sp = data.split
+    context.log.info("validation passed; split %d/%d/%d", len(sp.train), len(sp.valid), len(sp.test))
+    yield Output(data, metadata={
+        "n_users": sp.n_users, "n_items": sp.n_items, "n_train": len(sp.train), "n_valid": len(sp.valid),
+        "n_test": len(sp.test), "split": f"{scfg.strategy} {list(scfg.ratios) if scfg.strategy == 'ratio' else ''}",
+        "density": sp.n_users and (len(sp.train) + len(sp.valid) + len(sp.test)) / (sp.n_users * sp.n_items),
+        "failures": "\n".join(failures) or "none",
+    })
+
+
+@asset(group_name=GROUP, description="Item text encoded by a pretrained language model (mean pooling).")
+def item_text_embeddings(context: AssetExecutionContext, config: EncoderLaunch,
+                         validated_interactions: ValidatedData) -> Output[ItemTextEmbeddings]:
+    cfg = to_core(config, EncoderConfig)
+    out = pipeline.embed_item_text(validated_interactions, cfg)
+    e = out.emb.embeddings
+    return Output(out, metadata={"model": cfg.model, "shape": str(list(e.shape)), "from_cache": out.emb.from_cache,
+                                 "cache_key": out.emb.cache_key,
+                                 "example_texts": MetadataValue.md("\n".join(f"- {t}" for t in out.emb.texts[:5]))})
+
+
+@asset(group_name=GROUP, description="MF-BPR and the text-aware hybrid, trained with early stopping on valid NDCG@10.")
+def pretrained_recommender(context: AssetExecutionContext, config: PretrainLaunch,
+                           validated_interactions: ValidatedData,
+                           item_text_embeddings: ItemTextEmbeddings) -> Output[TrainedModels]:
+    cfg = to_core(config, PretrainConfig)
+    params = project_params()
+    trained = pipeline.pretrain(validated_interactions, item_text_embeddings, cfg, progress=False,
+                                curves_dir=Path(params.metrics_dir) / "curves")
+    meta = {}
+    for name, m in trained.models.items():
+        meta[f"{name}/best_epoch"] = m.meta["best_epoch"]
+        meta[f"{name}/train_seconds"] = round(m.meta["train_seconds"], 1)
+        hist = trained.histories[name]
+        best = [h for h in hist if h["epoch"] == m.meta["best_epoch"]]
+        if best:
+            meta[f"{name}/valid_ndcg@10"] = round(best[0]["valid_ndcg@10"], 4)
+    meta["training_curve"] = _png_md(lambda p: pipeline.training_curve_png(trained.histories, p))
+    return Output(trained, metadata=meta)
+
+
+@asset(group_name=GROUP, description="Test metrics of every pretrained model (full ranking, history masked).")
+def pretrain_evaluation(context: AssetExecutionContext, config: EvalLaunch, pretrained_recommender: TrainedModels,
+                        validated_interactions: ValidatedData) -> Output[Evaluation]:
+    ev = pipeline.evaluate_pretrained(pretrained_recommender, validated_interactions, to_core(config, EvalConfig),
+                                      metrics_path=Path(project_params().metrics_dir) / "pretrain.json")
+    meta = {"metrics": MetadataValue.md(pipeline.metrics_markdown(ev.metrics))}
+    for name, m in ev.metrics.items():
+        meta[f"{name}/ndcg@10"] = m["ndcg@10"]
+    return Output(ev, metadata=meta)
+
+
+def _schema_md(inter, items) -> str:
+    rows = ["| table | column | dtype |", "|---|---|---|"]
+    for t, df in (("interactions", inter), ("items", items)):
+        if df is not None:
+            rows += [f"| {t} | {c} | {df[c].dtype} |" for c in df.columns]
+    return "\n".join(rows)
+
+
+def _png_md(draw) -> MetadataValue:
+    """A plot inlined as a data-URI Markdown image (shown in the asset's metadata in the UI)."""
+    with tempfile.TemporaryDirectory() as d:
+        p = draw(Path(d) / "plot.png")
+        b64 = base64.b64encode(Path(p).read_bytes()).decode()
+    return MetadataValue.md(f"![training curve](data:image/png;base64,{b64})")
+
+
+ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation]

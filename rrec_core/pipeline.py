@@ -1,0 +1,148 @@
+"""One function per pipeline stage. Dagster assets and the CLI call exactly these, nothing more.
+
+    load_raw_data -> validate_and_split -> embed_item_text -> pretrain -> evaluate_pretrained
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from rrec_core.artifacts import Evaluation, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
+from rrec_core.config import (DataConfig, EncoderConfig, EvalConfig, PretrainConfig, SplitConfig,
+                              ValidationConfig)
+from rrec_core.data.loaders import load_dataset
+from rrec_core.data.split import split_interactions
+from rrec_core.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_raw_data(cfg: DataConfig, root: str | Path = ".") -> RawData:
+    return RawData(load_dataset(cfg, root))
+
+
+def validate_raw_data(raw: RawData, cfg: ValidationConfig):
+    """The expectation suite's report (rrec_core.validation.ValidationReport); never raises on bad data."""
+    from rrec_core.validation import validate_dataset
+
+    return validate_dataset(raw.dataset.interactions, raw.dataset.items, cfg)
+
+
+def validate_and_split(raw: RawData, vcfg: ValidationConfig, scfg: SplitConfig, report=None) -> ValidatedData:
+    """Validate (raising DataValidationError that names file, row and column on failure), then split."""
+    report = report if report is not None else validate_raw_data(raw, vcfg)
+    report.raise_for_failures()
+    ds = raw.dataset
+    catalog = ds.items["item_id"].tolist() if ds.items is not None else None
+    split = split_interactions(ds.interactions, scfg, catalog)
+    if ds.items is not None:
+        items = ds.items.drop_duplicates("item_id").set_index("item_id").reindex(split.item_ids)
+        items = items.reset_index().rename(columns={"index": "item_id"})
+    else:  # implicit data without an item table: the id is the only text there is
+        items = pd.DataFrame({"item_id": split.item_ids, "title": split.item_ids,
+                              "year": pd.array([pd.NA] * split.n_items, dtype="Int64"), "genres": ""})
+    return ValidatedData(split, items, report.to_dict(), ds.name)
+
+
+def embed_item_text(data: ValidatedData, cfg: EncoderConfig, root: str | Path = ".", progress: bool = True
+                    ) -> ItemTextEmbeddings:
+    from rrec_core.encoder import embed_items
+
+    emb = embed_items(data.items, cfg, root=root, progress=progress)
+    if emb.item_ids != data.split.item_ids:
+        raise AssertionError("item text embeddings are not aligned with the split's item ids")
+    return ItemTextEmbeddings(emb)
+
+
+def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: PretrainConfig, progress: bool = True,
+             curves_dir: str | Path | None = "metrics/curves") -> TrainedModels:
+    """Train every configured model. The hybrid warm-starts from MF-BPR when both are trained and
+    `text_hybrid.warm_start` is set, so it can only keep or improve MF's validation NDCG@10.
+    Early stopping looks at validation NDCG@10 only; each model's curve goes to curves_dir/<model>.csv."""
+    eval_cfg = EvalConfig(ks=(10,))
+    from rrec_core.train import LMTower, build_model, train_recommender, warm_start_from
+
+    models, histories = {}, {}
+    for kind in cfg.models:
+        tcfg = getattr(cfg, kind)
+        feats = text.emb.embeddings if (text is not None and kind == "text_hybrid") else None
+        model = build_model(kind, data.split, tcfg, feats)
+        warm = kind == "text_hybrid" and tcfg.warm_start and "mf_bpr" in models
+        if warm:
+            warm_start_from(model, models["mf_bpr"])
+        tower = None
+        if kind == "text_hybrid" and tcfg.lm_finetune_layers > 0:
+            # the same model, tokenization and pooling that produced the frozen embeddings
+            tower = LMTower(text.emb.texts, EncoderConfig(**text.emb.config), tcfg.lm_finetune_layers)
+        t0 = time.perf_counter()
+        result = train_recommender(model, data.split, tcfg, eval_cfg, lm_tower=tower, progress=progress,
+                                   warm_start=warm)
+        log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs", kind, result.best_epoch,
+                 result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
+        models[kind], histories[kind] = result.model, result.history
+        if curves_dir is not None:
+            write_curve_csv(result.history, Path(curves_dir) / f"{kind}.csv")
+    return TrainedModels(models, histories)
+
+
+def write_curve_csv(history: list[dict], path: Path) -> Path:
+    """Per-epoch loss and validation metrics, the file `dvc plots` draws."""
+    from rrec_core.io import atomic_path
+
+    cols = ["epoch", "loss", "valid_ndcg@10", "valid_recall@10", "valid_hit@10", "valid_mrr@10", "train_seconds"]
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history).reindex(columns=cols).to_csv(tmp, index=False, float_format="%.6g")
+    return path
+
+
+def evaluate_pretrained(models: TrainedModels, data: ValidatedData, cfg: EvalConfig,
+                        metrics_path: str | Path | None = "metrics/pretrain.json") -> Evaluation:
+    """Test metrics (train and valid masked) per model; written to metrics_path for DVC/git."""
+    from rrec_core.train import evaluate_model
+
+    out: dict = {}
+    for name, model in models.models.items():
+        t0 = time.perf_counter()
+        test = evaluate_model(model, data.split, "test", cfg)
+        valid = evaluate_model(model, data.split, "valid", cfg)
+        out[name] = {**{k: round(v, 6) for k, v in test.items()},
+                     "valid": {k: round(v, 6) for k, v in valid.items()},
+                     "best_epoch": model.meta.get("best_epoch"), "train_seconds": model.meta.get("train_seconds"),
+                     "eval_seconds": round(time.perf_counter() - t0, 3)}
+    if metrics_path is not None:
+        write_json(metrics_path, out)
+    return Evaluation(out)
+
+
+def metrics_markdown(metrics: dict, keys=("ndcg@10", "recall@10", "hit@10", "mrr@10", "precision@10")) -> str:
+    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, m in metrics.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def training_curve_png(histories: dict[str, list[dict]], path: str | Path) -> Path:
+    """Validation NDCG@10 and training loss per epoch, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rrec_core.io import atomic_path
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name, hist in histories.items():
+        ep = [h["epoch"] for h in hist if "valid_ndcg@10" in h]
+        a.plot(ep, [h["valid_ndcg@10"] for h in hist if "valid_ndcg@10" in h], label=name)
+        b.plot([h["epoch"] for h in hist if h["epoch"] > 0], [h["loss"] for h in hist if h["epoch"] > 0], label=name)
+    a.set(xlabel="epoch", ylabel="valid NDCG@10")
+    b.set(xlabel="epoch", ylabel="BPR loss")
+    a.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,50 @@
+import pandas as pd
+import pytest
+import torch
+
+from rrec_core.config import EncoderConfig
+from rrec_core.encoder import embed_items, encode_texts, item_texts, load_language_model, mean_pool
+
+
+def test_mean_pool_ignores_padding():
+    h = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    m = torch.tensor([[1, 1, 0]])
+    assert torch.allclose(mean_pool(h, m), torch.tensor([[2.0, 2.0]]))
+
+
+def test_item_texts_template_and_missing_fields():
+    items = pd.DataFrame({"item_id": ["1"], "title": ["Heat"], "year": pd.array([pd.NA], dtype="Int64"),
+                          "genres": ["Action"]})
+    assert item_texts(items, "{title} ({year}). Genres: {genres}.") == ["Heat (). Genres: Action."]
+    with pytest.raises(ValueError, match="director"):
+        item_texts(items, "{director}")
+
+
+def test_encode_matches_unbatched_and_is_order_stable(tiny_bert):
+    cfg = EncoderConfig(model=str(tiny_bert), batch_size=2, device="cpu", normalize=False)
+    tok, lm = load_language_model(cfg)
+    texts = ["movie comedy number 3", "drama", "movie horror number 12 genres horror", "sci fi"]
+    batched = encode_texts(texts, tok, lm, cfg, progress=False)
+    single = torch.cat([encode_texts([t], tok, lm, cfg, progress=False) for t in texts])
+    assert batched.shape == (4, 32)
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_embed_items_caches_by_model_and_text(tiny_bert, tmp_path):
+    items = pd.DataFrame({"item_id": ["1", "2"], "title": ["movie comedy", "drama"],
+                          "year": pd.array([1995, 1996], dtype="Int64"), "genres": ["Comedy", "Drama"]})
+    cfg = EncoderConfig(model=str(tiny_bert), cache_dir=str(tmp_path / "cache"), device="cpu")
+    first = embed_items(items, cfg, progress=False)
+    again = embed_items(items, cfg, progress=False)
+    assert not first.from_cache and again.from_cache
+    assert torch.equal(first.embeddings, again.embeddings)
+    assert torch.allclose(first.embeddings.norm(dim=-1), torch.ones(2), atol=1e-5)  # normalize=True
+    changed = embed_items(items.assign(title=["movie horror", "drama"]), cfg, progress=False)
+    assert not changed.from_cache and changed.cache_key != first.cache_key
+
+
+def test_packaged_model_resolves_offline():
+    from rrec_core.encoder import resolve_model_path
+
+    path = resolve_model_path("packaged:all-MiniLM-L6-v2")
+    assert (torch.__version__ and __import__("pathlib").Path(path, "config.json").exists())
