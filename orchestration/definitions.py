@@ -1,5 +1,5 @@
 """Dagster entry point: `dagster dev -m orchestration.definitions` (make ui)."""
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from orchestration.assets import ASSETS
 from orchestration.automation import data_version_sensor, retrain_job, weekly_retraining
@@ -11,5 +11,7 @@ defs = Definitions(
     jobs=[retrain_job],
     schedules=[weekly_retraining],
     sensors=[data_version_sensor],
+    # the chain is linear: one process avoids re-importing torch/GX per step on small machines
+    executor=in_process_executor,
     resources={"io_manager": ArtifactIOManager(root=project_params().artifacts_dir)},
 )

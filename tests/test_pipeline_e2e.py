@@ -13,13 +13,16 @@ TINY_TRAIN = {"embedding_dim": 8, "lr": 0.01, "batch_size": 128, "epochs": 4, "p
 
 
 def tiny_params(data_path: str, bert: Path) -> dict:
-    return {
-        "data": {"path": data_path},
-        "encoder": {"model": str(bert), "device": "cpu", "batch_size": 16},
-        "pretrain": {"models": ["mf_bpr", "text_hybrid"], "mf_bpr": TINY_TRAIN,
-                     "text_hybrid": {**TINY_TRAIN, "lm_finetune_layers": 1, "lm_lr": 1e-4}},
-        "evaluation": {"ks": [5, 10]},
-    }
+    """The project's params.yaml with the data, model and training shrunk to seconds."""
+    from conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["path"] = data_path
+    params["encoder"].update({"model": str(bert), "device": "cpu", "batch_size": 16})
+    params["pretrain"]["mf_bpr"].update(TINY_TRAIN)
+    params["pretrain"]["text_hybrid"].update({**TINY_TRAIN, "lm_finetune_layers": 1, "lm_lr": 1e-4})
+    params["evaluation"]["ks"] = [5, 10]
+    return params
 
 
 def run_config(params: dict) -> dict:
