@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 setup: $(VENV)/.installed $(DVCENV)/.installed
 
 # torch==2.13.0 first, so `--no-build-isolation` builds the C++ ops against the torch that runs them
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/*.cu)
+$(VENV)/.installed: pyproject.toml setup.py $(shell find csrc -type f)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 setuptools==84.2.1 wheel ninja
