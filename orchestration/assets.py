@@ -7,10 +7,12 @@ from pathlib import Path
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue,
                      Output, asset)
 
-from orchestration.config import DataLaunch, EncoderLaunch, EvalLaunch, PretrainLaunch, ValidateLaunch, to_core
+from orchestration.config import (AdversarialLaunch, DataLaunch, EncoderLaunch, EvalLaunch, PretrainLaunch,
+                                  RobustnessLaunch, ValidateLaunch, to_core)
 from rrec_core import pipeline
 from rrec_core.artifacts import Evaluation, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
-from rrec_core.config import DataConfig, EncoderConfig, EvalConfig, PretrainConfig, SplitConfig, ValidationConfig
+from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, PretrainConfig,
+                              RobustnessConfig, SplitConfig, ValidationConfig)
 from orchestration.config import project_params
 
 GROUP = "rrec"
@@ -88,6 +90,44 @@ def pretrained_recommender(context: AssetExecutionContext, config: PretrainLaunc
     return Output(trained, metadata=meta)
 
 
+@asset(group_name=GROUP, description="Adversarially fine-tuned recommenders (APR / PGD-AT, text-side FGM), "
+                                     "warm-started from pretrained_recommender.")
+def adversarial_recommender(context: AssetExecutionContext, config: AdversarialLaunch,
+                            pretrained_recommender: TrainedModels, validated_interactions: ValidatedData,
+                            item_text_embeddings: ItemTextEmbeddings) -> Output[TrainedModels]:
+    cfg = to_core(config, AdversarialConfig)
+    trained = pipeline.adversarial_train(pretrained_recommender, validated_interactions, item_text_embeddings, cfg,
+                                         progress=False, curves_dir=Path(project_params().metrics_dir) / "curves")
+    meta = {"method": cfg.method, "eps": f"{cfg.eps} ({cfg.scale}, {cfg.norm})"}
+    for name, m in trained.models.items():
+        best = [h for h in trained.histories[name] if h["epoch"] == m.meta["best_epoch"]][0]
+        meta[f"{name}/best_epoch"] = m.meta["best_epoch"]
+        meta[f"{name}/train_seconds"] = round(m.meta["train_seconds"], 1)
+        meta[f"{name}/valid_ndcg@10"] = round(best["valid_ndcg@10"], 4)
+        meta[f"{name}/valid_ndcg@10_attacked"] = round(best["valid_ndcg@10_attacked"], 4)
+    meta["training_curve"] = _png_md(lambda p: pipeline.training_curve_png(trained.histories, p))
+    return Output(trained, metadata=meta)
+
+
+@asset(group_name=GROUP, description="Pretrained and adversarial models side by side under embedding attacks.")
+def robustness_evaluation(context: AssetExecutionContext, config: RobustnessLaunch,
+                          pretrained_recommender: TrainedModels, adversarial_recommender: TrainedModels,
+                          validated_interactions: ValidatedData) -> Output[Evaluation]:
+    params = project_params()
+    ev = pipeline.evaluate_robustness_stage(pretrained_recommender, adversarial_recommender, validated_interactions,
+                                            to_core(config, RobustnessConfig), params.evaluation,
+                                            metrics_dir=params.metrics_dir, reports_dir="reports", progress=False)
+    from rrec_core.robustness import headline
+
+    table = headline(ev.metrics)
+    return Output(ev, metadata={
+        "headline": MetadataValue.md(table.to_markdown(floatfmt=".4f")),
+        "ndcg_vs_eps": _png_md(lambda p: Path(p).write_bytes(Path("reports/robustness.png").read_bytes()) and p),
+        "report": str(Path("reports/robustness.md").resolve()),
+        "n_attacks": len(ev.metrics["grid"]),
+    })
+
+
 @asset(group_name=GROUP, description="Test metrics of every pretrained model (full ranking, history masked).")
 def pretrain_evaluation(context: AssetExecutionContext, config: EvalLaunch, pretrained_recommender: TrainedModels,
                         validated_interactions: ValidatedData) -> Output[Evaluation]:
@@ -112,7 +152,8 @@ def _png_md(draw) -> MetadataValue:
     with tempfile.TemporaryDirectory() as d:
         p = draw(Path(d) / "plot.png")
         b64 = base64.b64encode(Path(p).read_bytes()).decode()
-    return MetadataValue.md(f"![training curve](data:image/png;base64,{b64})")
+    return MetadataValue.md(f"![plot](data:image/png;base64,{b64})")
 
 
-ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation]
+ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation,
+          adversarial_recommender, robustness_evaluation]

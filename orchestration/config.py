@@ -86,3 +86,5 @@ class ValidateLaunch(Config):
 EncoderLaunch = _config_class(type(_p.encoder), _p.encoder, "EncoderLaunch")
 PretrainLaunch = _config_class(type(_p.pretrain), _p.pretrain, "PretrainLaunch")
 EvalLaunch = _config_class(type(_p.evaluation), _p.evaluation, "EvalLaunch")
+AdversarialLaunch = _config_class(type(_p.adversarial), _p.adversarial, "AdversarialLaunch")
+RobustnessLaunch = _config_class(type(_p.robustness), _p.robustness, "RobustnessLaunch")

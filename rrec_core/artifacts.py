@@ -90,11 +90,14 @@ class TrainedModels:
 
     models: dict[str, Recommender]
     histories: dict[str, list[dict]] = field(default_factory=dict)
+    towers: dict[str, dict] = field(default_factory=dict)  # fine-tuned LM layers (state dicts), if any
 
     def save(self, path: Path) -> None:
         for name, model in self.models.items():
             save_recommender(model, path / name)
             write_json(path / name / "history.json", self.histories.get(name, []))
+            if name in self.towers:
+                save_tensors(path / name / "lm_tower.safetensors", self.towers[name])
         write_json(path / "models.json", sorted(self.models))
 
     @classmethod
@@ -102,7 +105,9 @@ class TrainedModels:
         names = read_json(path / "models.json")
         models = {n: load_recommender(path / n) for n in names}
         hist = {n: read_json(path / n / "history.json") for n in names if (path / n / "history.json").exists()}
-        return cls(models, hist)
+        towers = {n: load_tensors(path / n / "lm_tower.safetensors") for n in names
+                  if (path / n / "lm_tower.safetensors").exists()}
+        return cls(models, hist, towers)
 
 
 @dataclass

@@ -89,6 +89,36 @@ class PretrainConfig(_Strict):
     text_hybrid: TrainConfig = Field(default_factory=TrainConfig)
 
 
+class AdversarialConfig(_Strict):
+    """Adversarial fine-tuning, warm-started from the pretrained models."""
+
+    models: tuple[Literal["mf_bpr", "text_hybrid"], ...] = ("mf_bpr", "text_hybrid")
+    method: Literal["apr", "pgd"] = "pgd"  # apr: one L2 FGSM step (He et al. 2018); pgd: K projected steps
+    eps: float = 0.5
+    scale: Literal["absolute", "relative"] = "absolute"
+    norm: Literal["l2", "linf"] = "l2"
+    steps: int = 5  # PGD inner steps (method=pgd)
+    step_size: float | None = None  # per-step radius / eps; default 2.5/steps
+    alpha: float = 0.5  # objective alpha * L_clean + (1 - alpha) * L_adv
+    delta_penalty: float = 0.0  # lambda_delta: the adversary maximizes L_adv - lambda_delta * ||delta||^2
+    text_eps: float = 0.0  # FGM radius on the LM's token states (only when LM layers are fine-tuned)
+    # model selection: validation NDCG@10 under a PGD attack of the training radius, among epochs whose
+    # clean validation NDCG@10 keeps at least this fraction of the pretrained model's
+    min_clean_ratio: float = 0.98
+    select_attack_steps: int = 10
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=60, patience=10))
+
+
+class RobustnessConfig(_Strict):
+    eps_absolute: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    eps_relative: tuple[float, ...] = (0.1, 0.25, 0.5)
+    steps: tuple[int, ...] = (1, 10, 50, 100)
+    norms: tuple[Literal["l2", "linf"], ...] = ("l2", "linf")
+    negatives: int = 1  # sampled negatives per held-out positive in the attacked BPR loss
+    seed: int = 2020
+    linf_scale: float = 0.125  # L-inf radius = eps * linf_scale (an L2 ball of radius eps in 64-d ~ this L-inf box)
+
+
 class ScheduleConfig(_Strict):
     cron: str = "0 3 * * 1"  # weekly retraining, Monday 03:00
     timezone: str = "UTC"
@@ -101,6 +131,8 @@ class PipelineConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     artifacts_dir: str = "artifacts"
     metrics_dir: str = "metrics"

@@ -52,9 +52,9 @@ def evaluate_full_ranking(
     """
     ks = tuple(sorted(set(ks)))
     max_k = min(max(ks), n_items)
-    target_t = _sorted_pairs(torch.as_tensor(target, dtype=torch.long).reshape(-1, 2))
+    target_t = _sorted_pairs(torch.as_tensor(np.array(target, dtype=np.int64)).reshape(-1, 2))
     users = torch.unique(target_t[:, 0])
-    excl = _sorted_pairs(torch.cat([torch.as_tensor(e, dtype=torch.long).reshape(-1, 2) for e in exclude])
+    excl = _sorted_pairs(torch.cat([torch.as_tensor(np.array(e, dtype=np.int64)).reshape(-1, 2) for e in exclude])
                          if exclude else torch.empty(0, 2, dtype=torch.long))
     all_hits, all_npos = [], []
     with torch.no_grad():

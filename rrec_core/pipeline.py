@@ -1,6 +1,7 @@
 """One function per pipeline stage. Dagster assets and the CLI call exactly these, nothing more.
 
     load_raw_data -> validate_and_split -> embed_item_text -> pretrain -> evaluate_pretrained
+                                                          -> adversarial_train -> evaluate_robustness_stage
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from rrec_core.artifacts import Evaluation, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
-from rrec_core.config import (DataConfig, EncoderConfig, EvalConfig, PretrainConfig, SplitConfig,
-                              ValidationConfig)
+from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, PretrainConfig,
+                              RobustnessConfig, SplitConfig, ValidationConfig)
 from rrec_core.data.loaders import load_dataset
 from rrec_core.data.split import split_interactions
 from rrec_core.io import write_json
@@ -65,7 +66,7 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
     eval_cfg = EvalConfig(ks=(10,))
     from rrec_core.train import LMTower, build_model, train_recommender, warm_start_from
 
-    models, histories = {}, {}
+    models, histories, towers = {}, {}, {}
     for kind in cfg.models:
         tcfg = getattr(cfg, kind)
         feats = text.emb.embeddings if (text is not None and kind == "text_hybrid") else None
@@ -83,9 +84,60 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
         log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs", kind, result.best_epoch,
                  result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
         models[kind], histories[kind] = result.model, result.history
+        if tower is not None:
+            towers[kind] = tower.state_dict()
         if curves_dir is not None:
             write_curve_csv(result.history, Path(curves_dir) / f"{kind}.csv")
-    return TrainedModels(models, histories)
+    return TrainedModels(models, histories, towers)
+
+
+def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: ItemTextEmbeddings | None,
+                      cfg: AdversarialConfig, progress: bool = True,
+                      curves_dir: str | Path | None = "metrics/curves") -> TrainedModels:
+    """Adversarially fine-tune each configured pretrained model (warm start; robust model selection)."""
+    from rrec_core.adversarial import adversarial_finetune
+    from rrec_core.train import LMTower
+
+    models, histories, towers = {}, {}, {}
+    for kind in cfg.models:
+        if kind not in pretrained.models:
+            raise ValueError(f"adversarial.models names {kind!r}, which pretraining did not produce")
+        tower = None
+        if kind in pretrained.towers and text is not None:
+            # continue from the LM layers pretraining tuned; text-side FGM perturbs their input
+            tower = LMTower(text.emb.texts, EncoderConfig(**text.emb.config),
+                            pretrained.models[kind].meta["config"]["lm_finetune_layers"])
+            tower.load_state_dict(pretrained.towers[kind])
+        result = adversarial_finetune(pretrained.models[kind], data.split, cfg, EvalConfig(ks=(10,)),
+                                      lm_tower=tower, progress=progress)
+        models[kind], histories[kind] = result.model, result.history
+        if tower is not None:
+            towers[kind] = tower.state_dict()
+        if curves_dir is not None:
+            write_curve_csv(result.history, Path(curves_dir) / f"adversarial_{kind}.csv")
+    return TrainedModels(models, histories, towers)
+
+
+def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
+                              cfg: RobustnessConfig, eval_cfg: EvalConfig, metrics_dir: str | Path = "metrics",
+                              reports_dir: str | Path = "reports", progress: bool = True) -> Evaluation:
+    """Attack every pretrained and adversarial model; write metrics/robustness.json, the DVC plot
+    table metrics/robustness.csv, and reports/robustness.md with its figure."""
+    from rrec_core.io import write_text
+    from rrec_core.robustness import evaluate_robustness, plot_robustness, report_markdown, robustness_frame
+
+    models = {f"pretrained/{k}": m for k, m in pretrained.models.items()}
+    models.update({f"adversarial/{k}": m for k, m in adversarial.models.items()})
+    result = evaluate_robustness(models, data.split, cfg, eval_cfg, progress=progress)
+    metrics_dir, reports_dir = Path(metrics_dir), Path(reports_dir)
+    write_json(metrics_dir / "robustness.json", result)
+    from rrec_core.io import atomic_path
+
+    with atomic_path(metrics_dir / "robustness.csv") as tmp:
+        robustness_frame(result).to_csv(tmp, index=False)
+    plot_robustness(result, reports_dir / "robustness.png")
+    write_text(reports_dir / "robustness.md", report_markdown(result, image="robustness.png"))
+    return Evaluation(result)
 
 
 def write_curve_csv(history: list[dict], path: Path) -> Path:

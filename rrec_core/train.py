@@ -10,6 +10,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ class NegativeSampler:
     """Uniform negatives that exclude the user's training positives (rejection on a sorted key set)."""
 
     def __init__(self, train: np.ndarray, n_items: int, generator: torch.Generator) -> None:
-        t = torch.as_tensor(train, dtype=torch.long)
+        t = torch.as_tensor(np.array(train, dtype=np.int64))
         self.n_items = n_items
         self.keys = torch.unique(t[:, 0] * n_items + t[:, 1])  # sorted
         self.gen = generator
@@ -111,9 +112,22 @@ def train_recommender(
     lm_tower: "LMTower | None" = None,
     progress: bool = True,
     warm_start: bool = False,
+    batch_loss: Callable | None = None,
+    valid_score: Callable | None = None,
 ) -> TrainResult:
-    """Train with BPR; keep the state with the best validation NDCG@10; stop after `patience` epochs without it."""
+    """Train; keep the state with the best validation score; stop after `patience` epochs without it.
+
+    batch_loss(model, users, pos, neg) -> loss replaces plain BPR (adversarial training plugs in here).
+    valid_score(model) -> dict of validation numbers with a "score" key (higher is better), default the
+    clean validation NDCG@10; a score of -inf marks an epoch that may not be selected.
+    """
     from tqdm.auto import tqdm
+
+    batch_loss = batch_loss or (lambda m, u, p, n: m.bpr_loss(u, p, n))
+    if valid_score is None:
+        def valid_score(m):
+            v = evaluate_model(m, split, "valid", eval_cfg, device)
+            return {**v, "score": v["ndcg@10"]}
 
     gen = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -137,8 +151,8 @@ def train_recommender(
     start = time.perf_counter()
     if warm_start:
         # a warm-started model competes with its starting point: epoch 0 is a valid checkpoint
-        valid = evaluate_model(model, split, "valid", eval_cfg, device)
-        best_score, result.best_epoch, result.best_valid = valid["ndcg@10"], 0, valid
+        valid = valid_score(model)
+        best_score, result.best_epoch, result.best_valid = valid["score"], 0, valid
         best_state = copy.deepcopy(model.state_dict())
         best_lm = copy.deepcopy(lm_tower.state_dict()) if lm_tower is not None else None
         result.history.append({"epoch": 0, "loss": float("nan"), "train_seconds": 0.0,
@@ -153,7 +167,7 @@ def train_recommender(
             batch = train[perm[b:b + cfg.batch_size]]
             users, pos = batch[:, 0], batch[:, 1]
             neg = sampler.sample(users)
-            loss = model.bpr_loss(users.to(device), pos.to(device), neg.to(device))
+            loss = batch_loss(model, users.to(device), pos.to(device), neg.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -161,9 +175,9 @@ def train_recommender(
             n += len(batch)
         row = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": time.perf_counter() - t0}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            valid = evaluate_model(model, split, "valid", eval_cfg, device)
+            valid = valid_score(model)
             row.update({f"valid_{k}": v for k, v in valid.items()})
-            score = valid["ndcg@10"]
+            score = valid["score"]
             if score > best_score:
                 best_score, since_best, result.best_epoch, result.best_valid = score, 0, epoch, valid
                 best_state = copy.deepcopy(model.state_dict())
@@ -171,7 +185,7 @@ def train_recommender(
                     best_lm = copy.deepcopy(lm_tower.state_dict())
             else:
                 since_best += cfg.eval_every
-            bar.set_postfix(loss=f"{row['loss']:.4f}", ndcg10=f"{score:.4f}", best=result.best_epoch)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", score=f"{score:.4f}", best=result.best_epoch)
         result.history.append(row)
         if since_best >= cfg.patience:
             break
@@ -218,8 +232,13 @@ class LMTower(torch.nn.Module):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.layers.parameters())
 
-    def forward(self, items: torch.Tensor | None) -> torch.Tensor:
-        h = self.hidden if items is None else self.hidden[items]
+    def token_states(self, items: torch.Tensor | None) -> torch.Tensor:
+        """[n, T, H] cached token representations entering the first tuned layer."""
+        return self.hidden if items is None else self.hidden[items]
+
+    def forward(self, items: torch.Tensor | None, token_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Item vectors from the tuned layers; `token_states` replaces the cached input (text-side FGM)."""
+        h = self.token_states(items) if token_states is None else token_states
         m = self.mask if items is None else self.mask[items]
         additive = (1.0 - m[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
         for layer in self.layers:

@@ -22,6 +22,9 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["pretrain"]["mf_bpr"].update(TINY_TRAIN)
     params["pretrain"]["text_hybrid"].update({**TINY_TRAIN, "lm_finetune_layers": 1, "lm_lr": 1e-4})
     params["evaluation"]["ks"] = [5, 10]
+    params["adversarial"].update({"steps": 2, "text_eps": 0.05, "select_attack_steps": 2, "min_clean_ratio": 0.5,
+                                  "train": {**params["adversarial"]["train"], **TINY_TRAIN, "epochs": 2}})
+    params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3]})
     return params
 
 
@@ -29,7 +32,9 @@ def run_config(params: dict) -> dict:
     return {"ops": {"raw_interactions": {"config": params["data"]},
                     "item_text_embeddings": {"config": params["encoder"]},
                     "pretrained_recommender": {"config": params["pretrain"]},
-                    "pretrain_evaluation": {"config": params["evaluation"]}}}
+                    "pretrain_evaluation": {"config": params["evaluation"]},
+                    "adversarial_recommender": {"config": params["adversarial"]},
+                    "robustness_evaluation": {"config": params["robustness"]}}}
 
 
 @pytest.fixture()
@@ -53,7 +58,7 @@ def test_whole_chain_materializes(project):
     result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(params))
     assert result.success
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
-                  "pretrain_evaluation"):
+                  "pretrain_evaluation", "adversarial_recommender", "robustness_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
     metrics = json.loads((root / "metrics" / "pretrain.json").read_text())
     assert set(metrics) == {"mf_bpr", "text_hybrid"}
@@ -72,6 +77,20 @@ def test_whole_chain_materializes(project):
         assert m.score(torch.tensor([0, 1])).shape == (2, len(m.item_ids))
     mats = result.asset_materializations_for_node("pretrained_recommender")
     assert "training_curve" in mats[0].metadata
+
+    # adversarial stage: LM tower carried over (text-side FGM ran), robustness report written
+    assert (root / "artifacts" / "pretrained_recommender" / "text_hybrid" / "lm_tower.safetensors").exists()
+    assert (root / "artifacts" / "adversarial_recommender" / "text_hybrid" / "lm_tower.safetensors").exists()
+    rob = json.loads((root / "metrics" / "robustness.json").read_text())
+    assert set(rob["models"]) == {"pretrained/mf_bpr", "pretrained/text_hybrid", "adversarial/mf_bpr",
+                                  "adversarial/text_hybrid"}
+    n_attacks = 2 * 2 * 2  # norms x (abs, rel) x steps
+    assert all(len(r["attacks"]) == n_attacks for r in rob["models"].values())
+    assert "mean" in rob["models"]["adversarial/mf_bpr"]["norms"]["user"]
+    assert (root / "reports" / "robustness.md").read_text().startswith("# Robustness report")
+    assert (root / "reports" / "robustness.png").stat().st_size > 1000
+    meta = result.asset_materializations_for_node("robustness_evaluation")[0].metadata
+    assert "headline" in meta and "ndcg_vs_eps" in meta
 
 
 def test_dirty_data_blocks_downstream(project):

@@ -38,10 +38,12 @@ class TextHybrid(Recommender):
             raise ValueError(f"text features {tuple(features.shape)} != expected {tuple(self.text_features.shape)}")
         self.text_features.copy_(features)
 
-    def text_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Projected text part of the item representation: [n_items or len(items), dim]."""
+    def text_vectors(self, items: torch.Tensor | None = None, token_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected text part of the item representation: [n_items or len(items), dim].
+
+        token_states (only with a fine-tuned LM tower) replaces the tower's input: text-side attacks."""
         if self.text_override is not None:
-            feats = self.text_override(items)
+            feats = self.text_override(items, token_states) if token_states is not None else self.text_override(items)
         else:
             feats = self.text_features if items is None else self.text_features[items]
         return self.text_proj(self.dropout(self.text_norm(feats)))
