@@ -76,11 +76,15 @@ _p = project_params()
 DataLaunch = _config_class(type(_p.data), _p.data, "DataLaunch")
 
 
+_ValidationLaunch = _config_class(type(_p.validation), _p.validation, "ValidationLaunch")
+_SplitLaunch = _config_class(type(_p.split), _p.split, "SplitLaunch")
+
+
 class ValidateLaunch(Config):
-    validation: _config_class(type(_p.validation), _p.validation, "ValidationLaunch") = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ValidateLaunch.model_fields["validation"].annotation())
-    split: _config_class(type(_p.split), _p.split, "SplitLaunch") = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ValidateLaunch.model_fields["split"].annotation())
+    """validated_interactions runs the expectation suite and the split: both sections, one launchpad form."""
+
+    validation: _ValidationLaunch = Field(default_factory=_ValidationLaunch)  # type: ignore[valid-type]
+    split: _SplitLaunch = Field(default_factory=_SplitLaunch)  # type: ignore[valid-type]
 
 
 EncoderLaunch = _config_class(type(_p.encoder), _p.encoder, "EncoderLaunch")

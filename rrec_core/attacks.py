@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -92,7 +94,7 @@ def sample_attack_pairs(pairs, n_items: int, known, negatives: int = 1, seed: in
 
     gen = torch.Generator().manual_seed(seed)
     sampler = NegativeSampler(known, n_items, gen)
-    p = torch.as_tensor(pairs, dtype=torch.long).repeat(negatives, 1)
+    p = torch.as_tensor(np.array(pairs, dtype=np.int64)).repeat(negatives, 1)
     return torch.cat([p, sampler.sample(p[:, 0])[:, None]], dim=1)
 
 

@@ -145,7 +145,7 @@ def train_recommender(
         params.append({"params": lm_tower.trainable_parameters(), "lr": cfg.lm_lr})
     opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
     sampler = NegativeSampler(split.train, split.n_items, gen)
-    train = torch.as_tensor(split.train, dtype=torch.long)
+    train = torch.as_tensor(np.array(split.train, dtype=np.int64))
     result = TrainResult(model)
     best_score, best_state, since_best = -1.0, None, 0
     start = time.perf_counter()

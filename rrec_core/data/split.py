@@ -53,7 +53,8 @@ class Split:
         path = Path(path)
         ids = read_json(path / "ids.json")
         df = pd.read_parquet(path / "split.parquet")
-        arr = {p: df.loc[df["part"] == p, ["user", "item"]].to_numpy(dtype=np.int64) for p in ("train", "valid", "test")}
+        arr = {p: df.loc[df["part"] == p, ["user", "item"]].to_numpy(dtype=np.int64, copy=True)  # writable
+               for p in ("train", "valid", "test")}
         return cls(ids["user_ids"], ids["item_ids"], arr["train"], arr["valid"], arr["test"])
 
 
