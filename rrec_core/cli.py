@@ -35,8 +35,10 @@ def _cmd_run(args) -> int:
     params = load_params(args.params or "params.yaml")
     t0 = time.perf_counter()
     instance = DagsterInstance.ephemeral()
+    # INFO keeps the step log readable (Dagster's DEBUG prints every input/output event)
     result = materialize(list(defs.assets), resources=defs.resources, instance=instance,
-                         selection=args.select or None, raise_on_error=False)
+                         selection=args.select or None, raise_on_error=False,
+                         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
     timings = _step_seconds(instance, result.run_id)
     if not result.success:
         for ev in result.all_events:

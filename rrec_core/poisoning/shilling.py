@@ -1,0 +1,197 @@
+"""Heuristic shilling (profile-injection) attacks on an interaction table.
+
+The attacker adds fake users whose profiles contain every target item (a *push* attack) plus items
+chosen by the attack model so that the profiles look plausible (Lam & Riedl 2004; Mobasher et al. 2007,
+"Toward trustworthy recommender systems"). A profile is  targets + selected items + filler items:
+
+  random     fillers drawn uniformly from the catalogue; ratings ~ N(global mean, global std)
+  average    fillers drawn uniformly; ratings ~ N(item mean, item std) (knowledge of item means)
+  bandwagon  selected = the `n_selected` most popular items (max rating); fillers drawn with probability
+             proportional to popularity ("popular items as fillers", the implicit-feedback variant used
+             in e.g. Huang et al. 2021); filler ratings as in the random attack
+  segment    selected = the `n_selected` items most popular within the targets' audience (the users who
+             interacted with a target, i.e. the segment the attacker wants to reach; max rating);
+             fillers drawn uniformly with the minimum rating (Mobasher et al.'s segment attack)
+
+Targets always get the maximum rating. Without a rating column only the item choice matters, so
+random and average inject the same kind of profile (they differ only in the ratings).
+
+Input and output follow rrec's interaction contract: user_id (str), item_id (str), rating (float64,
+optional), timestamp (int64). Fake users get ids "fake-<attack>-<k>" and timestamps after every real one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+ATTACKS = ("random", "average", "bandwagon", "segment")
+
+
+class ShillingConfig(BaseModel):
+    """One shilling attack. (To be moved into rrec_core.config as a `_Strict` model.)"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attack: Literal["random", "average", "bandwagon", "segment"] = "random"
+    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
+    targets: list[str] | None = None  # raw item ids; None: `n_targets` drawn by `select_targets`
+    n_targets: int = 5
+    # default targets are unpopular but not dead items: popularity between these quantiles of the
+    # item popularity distribution and at least `target_min_count` interactions
+    target_quantiles: tuple[float, float] = (0.1, 0.3)
+    target_min_count: int = 5
+    # non-target items per profile (selected + filler); None: mean real profile length - n_targets
+    filler_size: int | None = None
+    filler_fraction: float | None = None  # alternative: this fraction of the catalogue (takes precedence)
+    n_selected: int = 10  # bandwagon / segment selected items (part of the filler budget)
+    seed: int = 0
+
+
+@dataclass
+class PoisonedData:
+    interactions: pd.DataFrame  # real rows followed by the injected ones
+    fake_users: list[str]  # raw ids of the injected users
+    targets: list[str]  # raw ids of the pushed items
+    attack: str
+    selected: list[str] = field(default_factory=list)  # bandwagon / segment selected items
+    config: dict = field(default_factory=dict)
+
+    @property
+    def injected(self) -> pd.DataFrame:
+        return self.interactions[self.interactions["user_id"].isin(set(self.fake_users))]
+
+
+def item_popularity(interactions: pd.DataFrame) -> pd.Series:
+    """Distinct users per item (duplicate (user, item) rows count once)."""
+    return interactions.drop_duplicates(["user_id", "item_id"]).groupby("item_id").size()
+
+
+def select_targets(interactions: pd.DataFrame, n_targets: int = 5, quantiles: tuple[float, float] = (0.1, 0.3),
+                   min_count: int = 5, seed: int = 0) -> list[str]:
+    """`n_targets` unpopular items drawn at random among items whose popularity lies between the two
+    quantiles of the item popularity distribution and is at least `min_count` (enough history to be
+    recommendable at all, so the attack's effect is not confounded by cold-start)."""
+    pop = item_popularity(interactions)
+    lo, hi = np.quantile(pop.to_numpy(), quantiles)
+    cand = pop[(pop >= max(lo, min_count)) & (pop <= max(hi, min_count))].index
+    if len(cand) < n_targets:  # small or very sparse data: take the least popular items above min_count
+        cand = pop[pop >= min_count].sort_values(kind="stable").index[:max(n_targets, 4 * n_targets)]
+    if len(cand) < n_targets:
+        raise ValueError(f"only {len(cand)} items have at least {min_count} interactions; need {n_targets} targets")
+    rng = np.random.default_rng(seed)
+    cand = np.asarray(sorted(map(str, cand)))
+    return sorted(rng.choice(cand, n_targets, replace=False).tolist())
+
+
+def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None, **overrides) -> PoisonedData:
+    """Add fake users to `interactions` according to `cfg`; returns the poisoned table and what was injected."""
+    cfg = ShillingConfig.model_validate({**(cfg or ShillingConfig()).model_dump(), **overrides})
+    rng = np.random.default_rng(cfg.seed)
+    inter = interactions
+    real = inter.drop_duplicates(["user_id", "item_id"], keep="last")
+    items = np.asarray(sorted(real["item_id"].astype(str).unique()))
+    pop = item_popularity(real).reindex(items).to_numpy(dtype=float)
+    n_real = real["user_id"].nunique()
+    n_fake = max(1, int(round(cfg.fake_ratio * n_real)))
+
+    targets = [str(t) for t in (cfg.targets if cfg.targets is not None else
+                                select_targets(real, cfg.n_targets, cfg.target_quantiles, cfg.target_min_count, cfg.seed))]
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"duplicate target items: {targets}")
+    unknown = set(targets) - set(items)
+    if unknown:  # a new item may be pushed, but it joins the catalogue only through the fake profiles
+        items = np.concatenate([items, np.asarray(sorted(unknown))])
+        pop = np.concatenate([pop, np.zeros(len(unknown))])
+    is_target = np.isin(items, targets)
+
+    if cfg.filler_fraction is not None:
+        budget = int(round(cfg.filler_fraction * len(items)))
+    elif cfg.filler_size is not None:
+        budget = cfg.filler_size
+    else:
+        budget = int(round(real.groupby("user_id").size().mean())) - len(targets)
+    budget = int(np.clip(budget, 0, int((~is_target).sum())))
+
+    selected = np.empty(0, dtype=items.dtype)
+    if cfg.attack in ("bandwagon", "segment"):
+        n_sel = min(cfg.n_selected, budget)
+        score = pop.copy() if cfg.attack == "bandwagon" else _audience_popularity(real, items, targets, pop)
+        score[is_target] = -np.inf
+        order = np.lexsort((items, -score))  # most popular first, ties by id (deterministic)
+        selected = items[order[:n_sel]]
+    n_fill = budget - len(selected)
+    pool = ~is_target & ~np.isin(items, selected)
+    pool_items = items[pool]
+    if cfg.attack == "bandwagon":
+        w = pop[pool] + 1e-12
+        p = w / w.sum()
+    else:
+        p = None
+    n_fill = min(n_fill, int((p > 0).sum()) if p is not None else len(pool_items))
+
+    rows_u, rows_i, kinds = [], [], []  # kind: 0 target, 1 selected, 2 filler
+    fake_users = [f"fake-{cfg.attack}-{k}" for k in range(n_fake)]
+    taken = set(map(str, real["user_id"].unique()))
+    clash = taken.intersection(fake_users)
+    if clash:
+        raise ValueError(f"fake user ids already exist in the data: {sorted(clash)[:5]}")
+    for u in fake_users:
+        fill = rng.choice(pool_items, n_fill, replace=False, p=p) if n_fill else np.empty(0, dtype=items.dtype)
+        prof = np.concatenate([np.asarray(targets, dtype=items.dtype), selected, fill])
+        k = np.concatenate([np.zeros(len(targets), int), np.ones(len(selected), int), np.full(len(fill), 2)])
+        perm = rng.permutation(len(prof))  # interleave, as a human-looking session would
+        rows_u += [u] * len(prof)
+        rows_i.append(prof[perm])
+        kinds.append(k[perm])
+    rows_i = np.concatenate(rows_i) if rows_i else np.empty(0, dtype=str)
+    kinds = np.concatenate(kinds) if kinds else np.empty(0, dtype=int)
+
+    fake = pd.DataFrame({"user_id": pd.Series(rows_u, dtype=inter["user_id"].dtype),
+                         "item_id": pd.Series(rows_i.astype(str), dtype=inter["item_id"].dtype)})
+    if "rating" in inter.columns:
+        fake["rating"] = _fake_ratings(real, rows_i.astype(str), kinds, cfg.attack, rng)
+    t0 = int(inter["timestamp"].max()) + 1 if len(inter) else 0
+    fake["timestamp"] = np.arange(t0, t0 + len(fake), dtype=np.int64)
+    fake = fake[[c for c in inter.columns if c in fake.columns]]
+    start = (int(inter.index.max()) + 1) if len(inter) and pd.api.types.is_integer_dtype(inter.index) else len(inter)
+    fake.index = pd.RangeIndex(start, start + len(fake))
+    out = pd.concat([inter, fake])
+    out = out.astype({c: inter[c].dtype for c in fake.columns})
+    out.attrs.update(inter.attrs)
+    out.attrs["poisoning"] = {"attack": cfg.attack, "fake_users": len(fake_users), "targets": targets}
+    return PoisonedData(out, fake_users, list(targets), cfg.attack, [str(s) for s in selected],
+                        cfg.model_dump(mode="json"))
+
+
+def _audience_popularity(real: pd.DataFrame, items: np.ndarray, targets: list[str], pop: np.ndarray) -> np.ndarray:
+    """Popularity of each item among the users who interacted with a target (the segment); items the
+    audience never touched fall back to a tiny multiple of global popularity (ties broken by it)."""
+    audience = real.loc[real["item_id"].astype(str).isin(targets), "user_id"].unique()
+    seg = real[real["user_id"].isin(audience)].groupby(real["item_id"].astype(str)).size()
+    return seg.reindex(items).fillna(0).to_numpy(dtype=float) + 1e-6 * pop
+
+
+def _fake_ratings(real: pd.DataFrame, items: np.ndarray, kinds: np.ndarray, attack: str,
+                  rng: np.random.Generator) -> np.ndarray:
+    r = real["rating"].astype(float)
+    lo, hi = float(r.min()), float(r.max())
+    integral = bool(np.all(np.mod(r.dropna().to_numpy(), 1) == 0))
+    out = np.empty(len(items), dtype=np.float64)
+    fill = kinds == 2
+    if attack == "average":
+        stats = r.groupby(real["item_id"].astype(str)).agg(["mean", "std"])
+        mu = stats["mean"].reindex(items[fill]).fillna(r.mean()).to_numpy()
+        sd = stats["std"].reindex(items[fill]).fillna(r.std()).fillna(0).to_numpy()
+        out[fill] = rng.normal(mu, sd)
+    elif attack == "segment":
+        out[fill] = lo
+    else:  # random and bandwagon fillers: the global rating distribution
+        out[fill] = rng.normal(r.mean(), r.std() if len(r) > 1 else 0.0, int(fill.sum()))
+    out[~fill] = hi  # targets and selected items
+    if integral:
+        out = np.round(out)
+    return np.clip(out, lo, hi)
