@@ -67,25 +67,33 @@ def perturbations(
     on_v = attack.targets in ("both", "items")
     alpha = attack.step_size if attack.step_size is not None else (1.0 if attack.steps == 1 else 2.5 / attack.steps)
     for _ in range(attack.steps):
-        dU.requires_grad_(on_u)
-        dV.requires_grad_(on_v)
-        Ua, Va = U0 + dU, V0 + dV
-        loss = bpr_loss(Ua[u_idx], Va[p_idx], Va[n_idx])
-        if attack.delta_penalty:
-            loss = loss - attack.delta_penalty * ((dU ** 2).sum() + (dV ** 2).sum()) / max(len(u_idx), 1)
-        wrt = [t for t, on in ((dU, on_u), (dV, on_v)) if on]
-        grads = torch.autograd.grad(loss, wrt)
-        g = dict(zip([id(t) for t in wrt], grads))
-        with torch.no_grad():
-            if on_u:
-                dU = ops.pgd_step(dU.detach(), g[id(dU)], _times(eps_u, alpha), eps_u, attack.norm)
-            if on_v:
-                dV = ops.pgd_step(dV.detach(), g[id(dV)], _times(eps_v, alpha), eps_v, attack.norm)
-    return dU.detach(), dV.detach()
+        gU, gV = bpr_gradients(U0 + dU, V0 + dV, u_idx, p_idx, n_idx)
+        if attack.delta_penalty:  # the adversary maximizes L - lambda_delta * ||delta||^2 / B
+            scale = 2.0 * attack.delta_penalty / max(len(u_idx), 1)
+            gU, gV = gU - scale * dU, gV - scale * dV
+        if on_u:
+            dU = ops.pgd_step(dU, gU, eps_u * alpha, eps_u, attack.norm)
+        if on_v:
+            dV = ops.pgd_step(dV, gV, eps_v * alpha, eps_v, attack.norm)
+    return dU, dV
 
 
-def _times(eps: float | torch.Tensor, alpha: float) -> float | torch.Tensor:
-    return eps * alpha
+def bpr_gradients(U: torch.Tensor, V: torch.Tensor, u_idx: torch.Tensor, p_idx: torch.Tensor,
+                  n_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form gradient of the mean BPR loss with respect to the U and V rows.
+
+    With x = u.(p - n) and L = -mean(log sigmoid(x)): dL/dx = -sigmoid(-x)/B, so dL/du = w (p - n),
+    dL/dp = w u, dL/dn = -w u, summed per row with index_add. Half the time of autograd, which
+    scatters through index_put; the attack loop runs it thousands of times per evaluation.
+    """
+    with torch.no_grad():
+        u, p, n = U[u_idx], V[p_idx], V[n_idx]
+        diff = p - n
+        w = (-torch.sigmoid(-(u * diff).sum(-1)) / max(len(u_idx), 1)).unsqueeze(-1)
+        gU = torch.zeros_like(U).index_add_(0, u_idx, w * diff)
+        wu = w * u
+        gV = torch.zeros_like(V).index_add_(0, p_idx, wu).index_add_(0, n_idx, -wu)
+    return gU, gV
 
 
 def sample_attack_pairs(pairs, n_items: int, known, negatives: int = 1, seed: int = 0) -> torch.Tensor:

@@ -33,6 +33,16 @@ def test_attack_raises_loss_and_stays_in_ball(norm, scale, steps):
         assert (size <= r + 1e-6).all()
 
 
+def test_closed_form_gradient_matches_autograd():
+    from rrec_core.attacks import bpr_gradients
+
+    U, V, (u, p, n) = _problem(seed=3)
+    Ug, Vg = U.clone().requires_grad_(), V.clone().requires_grad_()
+    bpr_loss(Ug[u], Vg[p], Vg[n]).backward()
+    gU, gV = bpr_gradients(U, V, u, p, n)
+    assert torch.allclose(gU, Ug.grad, atol=1e-7) and torch.allclose(gV, Vg.grad, atol=1e-7)
+
+
 def test_repeated_rows_move_once():
     U, V, _ = _problem()
     u = torch.tensor([0, 0, 0, 1])
