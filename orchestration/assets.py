@@ -33,10 +33,14 @@ def raw_interactions(context: AssetExecutionContext, config: DataLaunch) -> Outp
 
 
 VALIDATION_CHECK = "expectation_suite"
+SCREEN_CHECK = "poisoning_screen"
 
 
-@asset(group_name=GROUP, check_specs=[AssetCheckSpec(VALIDATION_CHECK, asset="validated_interactions", blocking=True,
-                                                     description="Great Expectations suite over interactions and items")],
+@asset(group_name=GROUP, check_specs=[
+    AssetCheckSpec(VALIDATION_CHECK, asset="validated_interactions", blocking=True,
+                   description="Great Expectations suite over interactions and items"),
+    AssetCheckSpec(SCREEN_CHECK, asset="validated_interactions",
+                   description="Shilling screen: suspect users are quarantined (listed, excluded from training)")],
        description="Interactions that pass the expectation suite, split into train/valid/test.")
 def validated_interactions(context: AssetExecutionContext, config: ValidateLaunch, raw_interactions: RawData):
     vcfg, scfg = to_core(config.validation, ValidationConfig), to_core(config.split, SplitConfig)
@@ -49,6 +53,11 @@ def validated_interactions(context: AssetExecutionContext, config: ValidateLaunc
                                      "evaluated": report.statistics.get("evaluated_expectations", 0)})
     # raises DataValidationError naming file/row/column: nothing is written and downstream never runs
     data = pipeline.validate_and_split(raw_interactions, vcfg, scfg, report=report)
+    q = data.quarantine
+    yield AssetCheckResult(check_name=SCREEN_CHECK, passed=len(q) == 0, severity=AssetCheckSeverity.WARN,
+                           metadata={"quarantined_users": len(q), "enabled": vcfg.screen.enabled,
+                                     "top_suspects": MetadataValue.md(q.head(20).to_markdown(index=False)
+                                                                      if len(q) else "none")})
     sp = data.split
     context.log.info("validation passed; split %d/%d/%d", len(sp.train), len(sp.valid), len(sp.test))
     yield Output(data, metadata={

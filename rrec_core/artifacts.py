@@ -53,17 +53,23 @@ class ValidatedData:
     items: pd.DataFrame  # one row per split.item_ids entry, in that order
     report: dict  # the validation report (ValidationReport.to_dict())
     name: str = ""
+    # users the poisoning screen flagged: user_id, score, n_interactions (kept in raw data, not trained on)
+    quarantine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["user_id", "score",
+                                                                                   "n_interactions"]))
 
     def save(self, path: Path) -> None:
         self.split.save(path)
         write_parquet(path / "items.parquet", self.items)
+        write_parquet(path / "quarantine.parquet", self.quarantine)
         write_json(path / "validation_report.json", self.report)
         write_json(path / "meta.json", {"name": self.name})
 
     @classmethod
     def load(cls, path: Path) -> "ValidatedData":
+        q = path / "quarantine.parquet"
         return cls(Split.load(path), pd.read_parquet(path / "items.parquet"),
-                   read_json(path / "validation_report.json"), read_json(path / "meta.json")["name"])
+                   read_json(path / "validation_report.json"), read_json(path / "meta.json")["name"],
+                   pd.read_parquet(q) if q.exists() else pd.DataFrame(columns=["user_id", "score", "n_interactions"]))
 
 
 @dataclass

@@ -33,12 +33,49 @@ class DataConfig(_Strict):
     min_rating: float | None = None
 
 
+class ShillingConfig(_Strict):
+    """One heuristic shilling (data poisoning) attack; see rrec_core.poisoning.shilling."""
+
+    attack: Literal["random", "average", "bandwagon", "segment"] = "random"
+    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
+    targets: list[str] | None = None  # raw item ids; None: `n_targets` drawn by `select_targets`
+    n_targets: int = 5
+    # default targets are unpopular but not dead items: popularity between these quantiles of the
+    # item popularity distribution and at least `target_min_count` interactions
+    target_quantiles: tuple[float, float] = (0.1, 0.3)
+    target_min_count: int = 5
+    # non-target items per profile (selected + filler); None: mean real profile length - n_targets
+    filler_size: int | None = None
+    filler_fraction: float | None = None  # alternative: this fraction of the catalogue (takes precedence)
+    n_selected: int = 10  # bandwagon / segment selected items (part of the filler budget)
+    seed: int = 0
+
+
+class ScreenConfig(_Strict):
+    """Poisoning screen of the validation stage; see rrec_core.poisoning.screen."""
+
+    enabled: bool = True  # flagged users are quarantined: listed with scores, excluded from training
+
+    neighbours: int = 25  # k of degsim
+    head_fraction: float = 0.2  # items outside the most popular `head_fraction` form the long tail
+    co_partners: int = 20  # co_burst looks at each item's strongest `co_partners` co-occurring items
+    pool_fraction: float = 0.1  # size of each candidate pool (fraction of users)
+    alpha: float = 0.01  # family-wise error of the target item tests (Bonferroni over pools x items)
+    item_p: float | None = None  # a fixed per-item p-value threshold instead of alpha / tests
+    min_pool_share: float = 0.5  # a target's holders are mostly pool members
+    min_support: int = 3  # a target is held by at least this many pool members
+    min_jaccard: float = 0.25  # candidate targets with this holder overlap form one group
+    min_group: int = 3  # groups of fewer candidate targets flag nobody (see _target_groups)
+    batch: int = 512  # users / items per block in the similarity computations
+
+
 class ValidationConfig(_Strict):
     rating_min: float = 1.0
     rating_max: float = 5.0
     min_interactions_per_user: int = 5
     require_items: bool = True  # referential integrity against the item table
     max_examples: int = 5  # example rows kept per failed expectation
+    screen: ScreenConfig = Field(default_factory=ScreenConfig)
 
 
 class EncoderConfig(_Strict):

@@ -38,14 +38,37 @@ def validate_and_split(raw: RawData, vcfg: ValidationConfig, scfg: SplitConfig, 
     report.raise_for_failures()
     ds = raw.dataset
     catalog = ds.items["item_id"].tolist() if ds.items is not None else None
-    split = split_interactions(ds.interactions, scfg, catalog)
+    interactions, quarantine = screen_for_poisoning(ds.interactions, vcfg)
+    split = split_interactions(interactions, scfg, catalog)
     if ds.items is not None:
         items = ds.items.drop_duplicates("item_id").set_index("item_id").reindex(split.item_ids)
         items = items.reset_index().rename(columns={"index": "item_id"})
     else:  # implicit data without an item table: the id is the only text there is
         items = pd.DataFrame({"item_id": split.item_ids, "title": split.item_ids,
                               "year": pd.array([pd.NA] * split.n_items, dtype="Int64"), "genres": ""})
-    return ValidatedData(split, items, report.to_dict(), ds.name)
+    return ValidatedData(split, items, report.to_dict(), ds.name, quarantine)
+
+
+def screen_for_poisoning(interactions: pd.DataFrame, vcfg: ValidationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(interactions without suspect users, quarantine table: user_id, score, n_interactions).
+
+    Suspects stay in the raw data and are listed with their scores; they are only kept out of training."""
+    empty = pd.DataFrame({"user_id": pd.Series([], dtype="str"), "score": pd.Series([], dtype="float64"),
+                          "n_interactions": pd.Series([], dtype="int64")})
+    if not vcfg.screen.enabled:
+        return interactions, empty
+    from rrec_core.poisoning.screen import screen_users
+
+    result = screen_users(interactions, vcfg.screen)
+    if not result.flagged:
+        return interactions, empty
+    counts = interactions.groupby("user_id").size()
+    quarantine = pd.DataFrame({"user_id": result.flagged,
+                               "score": result.scores.reindex(result.flagged).to_numpy(dtype="float64"),
+                               "n_interactions": counts.reindex(result.flagged).to_numpy(dtype="int64")})
+    kept, _ = result.quarantine(interactions)
+    kept.attrs.update(interactions.attrs)
+    return kept, quarantine.sort_values("score", ascending=False, ignore_index=True)
 
 
 def embed_item_text(data: ValidatedData, cfg: EncoderConfig, root: str | Path = ".", progress: bool = True

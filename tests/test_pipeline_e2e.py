@@ -65,8 +65,9 @@ def test_whole_chain_materializes(project):
     assert 0 <= metrics["mf_bpr"]["ndcg@10"] <= 1 and "recall@5" in metrics["text_hybrid"]
     assert (root / "metrics" / "curves" / "mf_bpr.csv").exists()
 
-    checks = result.get_asset_check_evaluations()
-    assert [c.check_name for c in checks] == ["expectation_suite"] and checks[0].passed
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"expectation_suite", "poisoning_screen"} and checks["expectation_suite"].passed
+    assert checks["poisoning_screen"].metadata["quarantined_users"].value == 0  # clean generated data
 
     # the saved models honour the load_recommender contract
     import torch
@@ -105,7 +106,7 @@ def test_dirty_data_blocks_downstream(project):
     result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(params),
                          raise_on_error=False)
     assert not result.success
-    check = result.get_asset_check_evaluations()[0]
+    check = [c for c in result.get_asset_check_evaluations() if c.check_name == "expectation_suite"][0]
     assert not check.passed
     failures = check.metadata["failures"].value
     assert failures[0]["column"] == "rating" and failures[0]["examples"][0]["row"] == 7
@@ -135,3 +136,24 @@ def test_sensor_fires_once_per_data_version(tmp_path, monkeypatch):
     assert data_version_sensor(build_sensor_context(cursor="aaa.dir")).__class__.__name__ == "SkipReason"
     (tmp_path / "data.dvc").write_text("outs:\n- md5: bbb.dir\n  path: data\n")
     assert data_version_sensor(build_sensor_context(cursor="aaa.dir")).run_key == "data-bbb.dir"
+
+
+def test_screen_quarantines_injected_users(tmp_path):
+    """Fake profiles injected into the raw data are listed with scores and kept out of the split."""
+    from conftest import write_tiny_atomic
+    from rrec_core.artifacts import RawData
+    from rrec_core.config import DataConfig, SplitConfig, ValidationConfig
+    from rrec_core.data import Dataset, load_dataset
+    from rrec_core.pipeline import validate_and_split
+    from rrec_core.poisoning import inject_attack
+
+    path = write_tiny_atomic(tmp_path / "d" / "tiny", n_users=200, n_items=300, per_user=25)
+    ds = load_dataset(DataConfig(path=str(path)))
+    poisoned = inject_attack(ds.interactions, attack="bandwagon", fake_ratio=0.05, seed=1)
+    inter = poisoned.interactions
+    inter.attrs.update(ds.interactions.attrs)
+    data = validate_and_split(RawData(Dataset(inter, ds.items, "tiny")), ValidationConfig(), SplitConfig())
+    caught = set(data.quarantine["user_id"]) & set(poisoned.fake_users)
+    assert len(caught) >= 0.8 * len(poisoned.fake_users)
+    assert not caught & set(data.split.user_ids)
+    assert (data.quarantine["score"] >= 1).all()

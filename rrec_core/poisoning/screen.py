@@ -45,28 +45,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict
+from rrec_core.config import ScreenConfig
 
 SCORE_FEATURES = ("length", "pop_mean", "pop_std", "tail_frac", "rdma", "wdma", "mean_var", "degsim", "co_burst")
 LOG_FEATURES = ("length", "rdma", "wdma", "wda")  # heavy right tails: robust z on log scale
-
-
-class ScreenConfig(BaseModel):
-    """Poisoning screen settings. (To be moved into rrec_core.config as a `_Strict` model.)"""
-
-    model_config = ConfigDict(extra="forbid")
-
-    neighbours: int = 25  # k of degsim
-    head_fraction: float = 0.2  # items outside the most popular `head_fraction` form the long tail
-    co_partners: int = 20  # co_burst looks at each item's strongest `co_partners` co-occurring items
-    pool_fraction: float = 0.1  # size of each candidate pool (fraction of users)
-    alpha: float = 0.01  # family-wise error of the target item tests (Bonferroni over pools x items)
-    item_p: float | None = None  # a fixed per-item p-value threshold instead of alpha / tests
-    min_pool_share: float = 0.5  # a target's holders are mostly pool members
-    min_support: int = 3  # a target is held by at least this many pool members
-    min_jaccard: float = 0.25  # candidate targets with this holder overlap form one group
-    min_group: int = 3  # groups of fewer candidate targets flag nobody (see _target_groups)
-    batch: int = 512  # users / items per block in the similarity computations
 
 
 @dataclass

@@ -22,33 +22,14 @@ optional), timestamp (int64). Fake users get ids "fake-<attack>-<k>" and timesta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+
+from rrec_core.config import ShillingConfig
 
 ATTACKS = ("random", "average", "bandwagon", "segment")
-
-
-class ShillingConfig(BaseModel):
-    """One shilling attack. (To be moved into rrec_core.config as a `_Strict` model.)"""
-
-    model_config = ConfigDict(extra="forbid")
-
-    attack: Literal["random", "average", "bandwagon", "segment"] = "random"
-    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
-    targets: list[str] | None = None  # raw item ids; None: `n_targets` drawn by `select_targets`
-    n_targets: int = 5
-    # default targets are unpopular but not dead items: popularity between these quantiles of the
-    # item popularity distribution and at least `target_min_count` interactions
-    target_quantiles: tuple[float, float] = (0.1, 0.3)
-    target_min_count: int = 5
-    # non-target items per profile (selected + filler); None: mean real profile length - n_targets
-    filler_size: int | None = None
-    filler_fraction: float | None = None  # alternative: this fraction of the catalogue (takes precedence)
-    n_selected: int = 10  # bandwagon / segment selected items (part of the filler budget)
-    seed: int = 0
 
 
 @dataclass
