@@ -89,14 +89,14 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
     eval_cfg = EvalConfig(ks=(10,))
     from rrec_core.train import LMTower, build_model, train_recommender, warm_start_from
 
-    models, histories, towers = {}, {}, {}
+    out = TrainedModels({}, {}, {})
     for kind in cfg.models:
         tcfg = getattr(cfg, kind)
         feats = text.emb.embeddings if (text is not None and kind == "text_hybrid") else None
         model = build_model(kind, data.split, tcfg, feats)
-        warm = kind == "text_hybrid" and tcfg.warm_start and "mf_bpr" in models
+        warm = kind == "text_hybrid" and tcfg.warm_start and "mf_bpr" in out.models
         if warm:
-            warm_start_from(model, models["mf_bpr"])
+            warm_start_from(model, out.models["mf_bpr"])
         tower = None
         if kind == "text_hybrid" and tcfg.lm_finetune_layers > 0:
             # the same model, tokenization and pooling that produced the frozen embeddings
@@ -106,12 +106,8 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
                                    warm_start=warm)
         log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs", kind, result.best_epoch,
                  result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
-        models[kind], histories[kind] = result.model, result.history
-        if tower is not None:
-            towers[kind] = tower.state_dict()
-        if curves_dir is not None:
-            write_curve_csv(result.history, Path(curves_dir) / f"{kind}.csv")
-    return TrainedModels(models, histories, towers)
+        _record(out, kind, result, tower, curves_dir, prefix="")
+    return out
 
 
 def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: ItemTextEmbeddings | None,
@@ -121,7 +117,7 @@ def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: Item
     from rrec_core.adversarial import adversarial_finetune
     from rrec_core.train import LMTower
 
-    models, histories, towers = {}, {}, {}
+    out = TrainedModels({}, {}, {})
     for kind in cfg.models:
         if kind not in pretrained.models:
             raise ValueError(f"adversarial.models names {kind!r}, which pretraining did not produce")
@@ -133,12 +129,17 @@ def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: Item
             tower.load_state_dict(pretrained.towers[kind])
         result = adversarial_finetune(pretrained.models[kind], data.split, cfg, EvalConfig(ks=(10,)),
                                       lm_tower=tower, progress=progress)
-        models[kind], histories[kind] = result.model, result.history
-        if tower is not None:
-            towers[kind] = tower.state_dict()
-        if curves_dir is not None:
-            write_curve_csv(result.history, Path(curves_dir) / f"adversarial_{kind}.csv")
-    return TrainedModels(models, histories, towers)
+        _record(out, kind, result, tower, curves_dir, prefix="adversarial_")
+    return out
+
+
+def _record(out: TrainedModels, kind: str, result, tower, curves_dir: str | Path | None, prefix: str) -> None:
+    """Keep a trained model, its curve and its tuned LM layers; write the curve for `dvc plots`."""
+    out.models[kind], out.histories[kind] = result.model, result.history
+    if tower is not None:
+        out.towers[kind] = tower.state_dict()
+    if curves_dir is not None:
+        write_curve_csv(result.history, Path(curves_dir) / f"{prefix}{kind}.csv")
 
 
 def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
