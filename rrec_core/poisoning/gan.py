@@ -12,11 +12,12 @@ During training, k is the template's own length, so D cannot use profile length 
 attack time, k is the filler size, and the targets are masked out of the draw and then added.
 
 Training is WGAN-GP (Gulrajani et al. 2017): a linear critic with no sigmoid, `n_critic` critic steps
-per generator step, and a gradient penalty on random interpolates between real and fake profiles. A
-stealth term is added to the generator loss: `pop_weight` × the total-variation distance between the
-batch's item distribution and the real one. The generator's output bias starts at log popularity, so
-the first profiles are popularity-sampled (like the bandwagon fillers). The GAN then learns which items
-go together with a template. See docs/gan.md for the choices and the numbers on ML-100K.
+per generator step, and a gradient penalty on random interpolates between real and fake profiles.
+Before it, G is warm-started for `pretrain_epochs` as a denoising autoencoder (the multinomial
+likelihood of the full template given its kept part, as in Mult-DAE). Its output bias starts at log
+popularity. Stealth step: after training, G's output bias is fitted so that the item distribution of
+profiles drawn at the attack's length matches the real item distribution (`calibrate_rounds` rounds of
+iterative proportional fitting). See docs/gan.md for the choices and the numbers on ML-100K.
 
 Input and output follow rrec's interaction contract: user_id (str), item_id (str), rating (float64,
 optional), timestamp (int64). Fake users are "fake-gan-<k>". Their rows carry the maximum observed
@@ -33,38 +34,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from rrec_core.config import GanConfig
 from rrec_core.io import atomic_path, load_tensors, save_tensors
 from rrec_core.poisoning.shilling import PoisonedData, select_targets
 
 ATTACK = "gan"
 FORMAT_VERSION = 1
-
-
-class GanConfig(BaseModel):
-    """GAN profile generator and attack settings. (May move into rrec_core.config as a `_Strict` model.)"""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = 30  # an epoch is ceil(n_users / batch_size) generator steps
-    batch_size: int = 64
-    hidden: int = 256  # width of G's two hidden layers and D's first layer (D's second is hidden // 2)
-    noise_dim: int = 32
-    lr: float = 5e-4  # Adam for both nets, betas (0.5, 0.9) as in WGAN-GP
-    n_critic: int = 5  # critic steps per generator step
-    gp_weight: float = 10.0  # WGAN-GP lambda
-    template_keep: float = 0.5  # fraction of a template's items G sees (the rest it has to fill in itself)
-    tau: float = 0.5  # temperature of the straight-through relaxation of top-k
-    pop_weight: float = 1.0  # stealth term: TV(batch item distribution, real item distribution)
-    copy_init: float = 0.0  # initial weight of G's template skip connection
-    eval_users: int = 512  # real users (and as many fakes) in the per-epoch critic evaluation
-    # attack side (gan_attack / generate_profiles)
-    filler_size: int | None = None  # non-target items per profile; None: round(mean real length) - n_targets
-    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
-    n_targets: int = 5  # targets drawn by shilling.select_targets when none are given
-    seed: int = 0
 
 
 class Generator(nn.Module):
@@ -154,9 +131,23 @@ def train_gan(interactions: pd.DataFrame, cfg: GanConfig | None = None, **overri
     eval_rows = torch.randperm(n_users, generator=torch.Generator().manual_seed(cfg.seed + 1))[:cfg.eval_users]
 
     log = []
+    opt_pre = torch.optim.Adam(G.parameters(), lr=cfg.pretrain_lr)
+    for epoch in range(1, cfg.pretrain_epochs + 1):  # G learns which items go with a template's kept half
+        t0, c0 = time.perf_counter(), time.process_time()
+        perm = torch.randperm(n_users, generator=g)
+        total = 0.0
+        for s in range(steps):
+            tmpl = X[perm[s * bs:(s + 1) * bs]]
+            loss = -(torch.log_softmax(_logits(G, tmpl, cfg.template_keep, g), 1) * tmpl).sum(1).mean()
+            opt_pre.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_pre.step()
+            total += loss.item() / steps
+        log.append({"epoch": epoch - cfg.pretrain_epochs - 1, "phase": "pretrain", "g_nll": total,
+                    "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
     for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        acc = {"d_loss": 0.0, "wasserstein": 0.0, "gp": 0.0, "g_loss": 0.0, "g_adv": 0.0, "pop_tv": 0.0}
+        t0, c0 = time.perf_counter(), time.process_time()
+        acc = {"d_loss": 0.0, "wasserstein": 0.0, "gp": 0.0, "g_loss": 0.0, "batch_tv": 0.0}
         perm = torch.randperm(n_users, generator=g)
         G.train(), D.train()
         for s in range(steps):
@@ -184,27 +175,64 @@ def train_gan(interactions: pd.DataFrame, cfg: GanConfig | None = None, **overri
             adv = -D(fake_x).mean()
             for p in D.parameters():
                 p.requires_grad_(True)
-            p_fake = fake_x.sum(0) / fake_x.sum()
-            tv = 0.5 * (p_fake - p_real).abs().sum()
-            loss_g = adv + cfg.pop_weight * tv
+            p_fake = fake_x.detach().sum(0) / fake_x.detach().sum()
+            tv = 0.5 * (p_fake - p_real).abs().sum().detach()  # diagnostic only; the stealth step is _calibrate
+            loss_g = adv
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             acc["g_loss"] += loss_g.item()
-            acc["g_adv"] += adv.item()
-            acc["pop_tv"] += tv.item()
-        row = {"epoch": epoch}
+            acc["batch_tv"] += tv.item()
+        row = {"epoch": epoch, "phase": "gan"}
         row.update({k: v / steps for k, v in acc.items()})
         row.update(_evaluate(G, D, X, lengths, eval_rows, cfg))
+        row["copy"] = float(G.copy.detach())
         row["seconds"] = time.perf_counter() - t0
+        row["cpu_seconds"] = time.process_time() - c0
         log.append(row)
 
+    calib = _calibrate(G, X, lengths, p_real, cfg, g)
+    if calib:
+        log.append(calib)
     G.eval(), D.eval()
     meta = {"n_users": n_users, "n_items": n_items, "n_interactions": int(len(real)),
             "mean_length": float(lengths.float().mean()),
             "max_timestamp": int(interactions["timestamp"].max()),
             "max_rating": float(real["rating"].max()) if "rating" in real.columns and real["rating"].notna().any() else None}
     return GanResult(G, D, item_ids, log, time.perf_counter() - t_start, cfg, indptr, indices, meta)
+
+
+@torch.no_grad()
+def _calibrate(G: Generator, X: torch.Tensor, lengths: torch.Tensor, p_real: torch.Tensor, cfg: GanConfig,
+               g: torch.Generator) -> dict:
+    """Stealth step: shift G's output bias by log(p_real / p_fake), where p_fake is the item distribution
+    of profiles drawn from every template at the attack's profile length (round(mean real length)), as
+    generate_profiles draws them (iterative proportional fitting, `calibrate_rounds` rounds, add-one
+    smoothing). Returns the log row: the TV distance of each round."""
+    if cfg.calibrate_rounds <= 0:
+        return {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    G.eval()
+    n_users = len(X)
+    rows = torch.arange(n_users).repeat(cfg.calibrate_draws)
+    k = torch.full((len(rows),), int(round(float(lengths.float().mean()))))
+    real_counts = p_real * k[:n_users].sum()
+    tvs = []
+    for r in range(cfg.calibrate_rounds + 1):
+        counts = torch.zeros(X.shape[1])
+        for s in range(0, len(rows), 1024):
+            b = rows[s:s + 1024]
+            counts += _draw(G, X[b], k[s:s + 1024], cfg, g).round().sum(0)
+        p_fake = counts / counts.sum()
+        tvs.append(float(0.5 * (p_fake - p_real).abs().sum()))
+        if r == cfg.calibrate_rounds:
+            break
+        # counts on the same scale as the real ones (one draw per template), smoothed for rare items
+        ratio = (real_counts + 1) / (counts / cfg.calibrate_draws + 1)
+        G.net[-1].bias.add_(torch.log(ratio))
+    G.train()
+    return {"epoch": cfg.epochs + 1, "phase": "calibrate", "tv_before": tvs[0], "tv_after": tvs[-1],
+            "tv_rounds": tvs, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def _dense(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -231,14 +259,22 @@ def _gumbel(shape, g: torch.Generator) -> torch.Tensor:
 def _draw(G: Generator, templates: torch.Tensor, k: torch.Tensor, cfg: GanConfig, g: torch.Generator) -> torch.Tensor:
     """Binary profiles with k[b] items in row b: hard Gumbel-top-k forward, sigmoid relaxation backward."""
     s = _logits(G, templates, cfg.template_keep, g) + _gumbel(templates.shape, g)
-    n_items = s.shape[1]
-    srt, order = torch.sort(s.detach(), dim=1, descending=True)
+    return _straight_through_topk(s, k, cfg.tau)
+
+
+def _straight_through_topk(s: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
+    """Forward: 1 on the k[b] largest entries of row b. Backward: d/ds sigmoid((s - kth) / tau).
+
+    The k[b]-th largest value of every row comes from one kthvalue call (a selection, not a sort): each
+    row is padded with kmax - k[b] values of +inf and k[b] values of -inf, which makes it the kmax-th
+    largest entry of the padded row for all rows at once."""
+    n, n_items = s.shape
     k = k.clamp(1, n_items)
-    hard = torch.zeros_like(s).scatter_(1, order, (torch.arange(n_items)[None, :] < k[:, None]).float())
-    kth = srt.gather(1, (k - 1)[:, None])
-    nxt = srt.gather(1, k.clamp(max=n_items - 1)[:, None])
-    thr = torch.where(k[:, None] < n_items, (kth + nxt) / 2, kth - 1.0)
-    soft = torch.sigmoid((s - thr) / cfg.tau)
+    kmax = int(k.max())
+    pad = torch.where(torch.arange(kmax)[None, :] < (kmax - k)[:, None], math.inf, -math.inf)
+    kth = torch.kthvalue(torch.cat([s.detach(), pad], 1), n_items + 1, dim=1, keepdim=True).values  # [n, 1]
+    hard = (s.detach() >= kth).float()
+    soft = torch.sigmoid((s - kth) / tau)
     return hard + soft - soft.detach()
 
 
