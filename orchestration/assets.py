@@ -107,8 +107,10 @@ def adversarial_recommender(context: AssetExecutionContext, config: AdversarialL
                             pretrained_recommender: TrainedModels, validated_interactions: ValidatedData,
                             item_text_embeddings: ItemTextEmbeddings) -> Output[TrainedModels]:
     cfg = to_core(config, AdversarialConfig)
+    # its own curves folder: a DVC output belongs to one stage (metrics/curves is pretraining's)
     trained = pipeline.adversarial_train(pretrained_recommender, validated_interactions, item_text_embeddings, cfg,
-                                         progress=False, curves_dir=Path(project_params().metrics_dir) / "curves")
+                                         progress=False,
+                                         curves_dir=Path(project_params().metrics_dir) / "adversarial_curves")
     meta = {"method": cfg.method, "eps": f"{cfg.eps} ({cfg.scale}, {cfg.norm})"}
     for name, m in trained.models.items():
         best = [h for h in trained.histories[name] if h["epoch"] == m.meta["best_epoch"]][0]

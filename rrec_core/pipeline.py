@@ -107,13 +107,13 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
                                    warm_start=warm)
         log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs", kind, result.best_epoch,
                  result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
-        _record(out, kind, result, tower, curves_dir, prefix="")
+        _record(out, kind, result, tower, curves_dir)
     return out
 
 
 def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: ItemTextEmbeddings | None,
                       cfg: AdversarialConfig, progress: bool = True,
-                      curves_dir: str | Path | None = "metrics/curves") -> TrainedModels:
+                      curves_dir: str | Path | None = "metrics/adversarial_curves") -> TrainedModels:
     """Adversarially fine-tune each configured pretrained model (warm start; robust model selection)."""
     from rrec_core.adversarial import adversarial_finetune
     from rrec_core.train import LMTower
@@ -130,17 +130,17 @@ def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: Item
             tower.load_state_dict(pretrained.towers[kind])
         result = adversarial_finetune(pretrained.models[kind], data.split, cfg, EvalConfig(ks=(10,)),
                                       lm_tower=tower, progress=progress)
-        _record(out, kind, result, tower, curves_dir, prefix="adversarial_")
+        _record(out, kind, result, tower, curves_dir)
     return out
 
 
-def _record(out: TrainedModels, kind: str, result, tower, curves_dir: str | Path | None, prefix: str) -> None:
+def _record(out: TrainedModels, kind: str, result, tower, curves_dir: str | Path | None) -> None:
     """Keep a trained model, its curve and its tuned LM layers; write the curve for `dvc plots`."""
     out.models[kind], out.histories[kind] = result.model, result.history
     if tower is not None:
         out.towers[kind] = tower.state_dict()
     if curves_dir is not None:
-        write_curve_csv(result.history, Path(curves_dir) / f"{prefix}{kind}.csv")
+        write_curve_csv(result.history, Path(curves_dir) / f"{kind}.csv")
 
 
 def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
@@ -169,9 +169,11 @@ def write_curve_csv(history: list[dict], path: Path) -> Path:
     """Per-epoch loss and validation metrics, the file `dvc plots` draws."""
     from rrec_core.io import atomic_path
 
-    cols = ["epoch", "loss", "valid_ndcg@10", "valid_recall@10", "valid_hit@10", "valid_mrr@10", "train_seconds"]
+    cols = ["epoch", "loss", "valid_ndcg@10", "valid_ndcg@10_attacked", "valid_recall@10", "valid_hit@10",
+            "valid_mrr@10", "train_seconds"]
     with atomic_path(path) as tmp:
-        pd.DataFrame(history).reindex(columns=cols).to_csv(tmp, index=False, float_format="%.6g")
+        frame = pd.DataFrame(history)
+        frame.reindex(columns=[c for c in cols if c in frame.columns]).to_csv(tmp, index=False, float_format="%.6g")
     return path
 
 

@@ -67,6 +67,7 @@ def test_whole_chain_materializes(project):
     assert set(metrics) == {"mf_bpr", "text_hybrid"}
     assert 0 <= metrics["mf_bpr"]["ndcg@10"] <= 1 and "recall@5" in metrics["text_hybrid"]
     assert (root / "metrics" / "curves" / "mf_bpr.csv").exists()
+    assert "valid_ndcg@10_attacked" in (root / "metrics" / "adversarial_curves" / "mf_bpr.csv").read_text()
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {"expectation_suite", "poisoning_screen"} and checks["expectation_suite"].passed
