@@ -52,7 +52,15 @@ def _cmd_run(args) -> int:
         from rrec_core.pipeline import metrics_markdown
 
         print(f"\n{metrics_markdown(json.loads(metrics_file.read_text()))}\n")
-    print(f"artefacts: {Path(params.artifacts_dir).resolve()}/  metrics: {metrics_file.resolve()}")
+    robustness = Path(params.metrics_dir) / "robustness.json"
+    if robustness.exists():
+        from rrec_core.robustness import headline
+
+        print(headline(json.loads(robustness.read_text())).to_markdown(floatfmt=".4f") + "\n")
+    print(f"artefacts: {Path(params.artifacts_dir).resolve()}/")
+    print(f"metrics:   {Path(params.metrics_dir).resolve()}/ (pretrain.json, robustness.json, gan.json)")
+    if Path("reports/robustness.md").exists():
+        print(f"report:    {Path('reports/robustness.md').resolve()}")
     return 0
 
 
