@@ -38,7 +38,7 @@ from torch import nn
 
 from rrec_core.config import GanConfig
 from rrec_core.io import atomic_path, load_tensors, save_tensors
-from rrec_core.poisoning.shilling import PoisonedData, select_targets
+from rrec_core.poisoning.shilling import PoisonedData, append_fake_rows, select_targets
 
 ATTACK = "gan"
 FORMAT_VERSION = 1
@@ -378,15 +378,7 @@ def gan_attack(interactions: pd.DataFrame, targets: list[str] | None = None, cfg
     fake = generate_profiles(result, targets, n_fake, seed=cfg.seed, filler_size=cfg.filler_size)
     if "rating" in inter.columns and "rating" not in fake.columns:
         fake["rating"] = float(real["rating"].max())
-    t0 = int(inter["timestamp"].max()) + 1 if len(inter) else 0  # after this table's real rows
-    fake["timestamp"] = np.arange(t0, t0 + len(fake), dtype=np.int64)
-    fake = fake[[c for c in inter.columns if c in fake.columns]]
-    start = (int(inter.index.max()) + 1) if len(inter) and pd.api.types.is_integer_dtype(inter.index) else len(inter)
-    fake.index = pd.RangeIndex(start, start + len(fake))
-    out = pd.concat([inter, fake])
-    out = out.astype({c: inter[c].dtype for c in fake.columns})
-    out.attrs.update(inter.attrs)
-    out.attrs["poisoning"] = {"attack": ATTACK, "fake_users": n_fake, "targets": targets}
+    out = append_fake_rows(inter, fake, ATTACK, n_fake, targets)
     config = cfg.model_dump(mode="json")
     config.update(attack=ATTACK, targets=targets, train_seconds=result.seconds)
     return PoisonedData(out, fake_users, targets, ATTACK, [], config)

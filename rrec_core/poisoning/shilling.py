@@ -135,6 +135,16 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
                          "item_id": pd.Series(rows_i.astype(str), dtype=inter["item_id"].dtype)})
     if "rating" in inter.columns:
         fake["rating"] = _fake_ratings(real, rows_i.astype(str), kinds, cfg.attack, rng)
+    out = append_fake_rows(inter, fake, cfg.attack, len(fake_users), list(targets))
+    return PoisonedData(out, fake_users, list(targets), cfg.attack, [str(s) for s in selected],
+                        cfg.model_dump(mode="json"))
+
+
+def append_fake_rows(inter: pd.DataFrame, fake: pd.DataFrame, attack: str, n_fake: int,
+                     targets: list[str]) -> pd.DataFrame:
+    """Real rows followed by the fake ones: timestamps after every real one, row labels continuing the
+    real ones (line numbers), the real columns' dtypes, and the attack recorded in attrs["poisoning"]."""
+    fake = fake.copy()
     t0 = int(inter["timestamp"].max()) + 1 if len(inter) else 0
     fake["timestamp"] = np.arange(t0, t0 + len(fake), dtype=np.int64)
     fake = fake[[c for c in inter.columns if c in fake.columns]]
@@ -143,9 +153,8 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
     out = pd.concat([inter, fake])
     out = out.astype({c: inter[c].dtype for c in fake.columns})
     out.attrs.update(inter.attrs)
-    out.attrs["poisoning"] = {"attack": cfg.attack, "fake_users": len(fake_users), "targets": targets}
-    return PoisonedData(out, fake_users, list(targets), cfg.attack, [str(s) for s in selected],
-                        cfg.model_dump(mode="json"))
+    out.attrs["poisoning"] = {"attack": attack, "fake_users": n_fake, "targets": targets}
+    return out
 
 
 def _audience_popularity(real: pd.DataFrame, items: np.ndarray, targets: list[str], pop: np.ndarray) -> np.ndarray:
