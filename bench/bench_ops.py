@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch._dynamo
 import torch.utils.benchmark as tb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
@@ -74,6 +75,14 @@ def fgsm_inf(g, eps):
     return eps * g.sign()
 
 
+def proj_inf(d, eps):
+    return d.clamp(-eps, eps)
+
+
+def pgd_inf(d, g, eps, alpha):
+    return (d + alpha * g.sign()).clamp(-eps, eps)
+
+
 def proj_l2(d, eps):
     n = d.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return d * (eps / n).clamp(max=1.0)
@@ -100,6 +109,8 @@ class Runner:
         self.rows: list[dict] = []
 
     def _compiled(self, fn):
+        # one static-shape graph per (function, shape, dtype): without a higher limit dynamo
+        # stops recompiling after 8 and silently runs eager, and the column would lie
         if fn not in self.compiled:
             self.compiled[fn] = torch.compile(fn, dynamic=False)
         return self.compiled[fn]
@@ -137,6 +148,10 @@ def bench_kernels(r: Runner, shapes, dtypes):
                       lambda: ops.fgsm(g, EPS, "linf"), args=(g, EPS))
             r.measure("proj_l2", (n, d), dtype, two, proj_l2,
                       lambda: ops.project(dl, EPS, "l2"), args=(dl, EPS))
+            r.measure("proj_inf", (n, d), dtype, two, proj_inf,
+                      lambda: ops.project(dl, EPS, "linf"), args=(dl, EPS))
+            r.measure("pgd_inf", (n, d), dtype, three, pgd_inf,
+                      lambda: ops.pgd_step(dl, g, ALPHA, EPS, "linf"), args=(dl, g, EPS, ALPHA))
             r.measure("pgd_l2", (n, d), dtype, three, pgd_l2,
                       lambda: ops.pgd_step(dl, g, ALPHA, EPS, "l2"), args=(dl, g, EPS, ALPHA))
             # in place: same bytes (read d, g; write d), no allocation of the result
@@ -274,6 +289,9 @@ def main(argv=None) -> None:
     bw = copy_bandwidth(device)
     print(f"{name}: copy bandwidth {bw:.1f} GB/s (read + write)", flush=True)
 
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, knob):
+            setattr(torch._dynamo.config, knob, 1024)
     runner = Runner(device, not args.no_compile, bw)
     if cuda:
         bench_kernels(runner, CUDA_SHAPES, [torch.float32, torch.bfloat16])

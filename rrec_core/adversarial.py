@@ -69,11 +69,13 @@ def _item_vectors(model: Recommender, items: torch.Tensor, tokens: torch.Tensor 
 
 
 def attacked_metrics(model: Recommender, split: Split, attack: Attack, part: str, eval_cfg: EvalConfig,
-                     negatives: int = 1, seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
-    """Full-ranking metrics on `part` after a white-box attack maximizing the BPR loss of its held-out pairs."""
+                     negatives: int = 1, seed: int = 0, device: str | torch.device | None = None) -> dict[str, float]:
+    """Full-ranking metrics on `part` after a white-box attack maximizing the BPR loss of its held-out pairs.
+    Runs on `device`, by default the model's own."""
     from rrec_core.attacks import sample_attack_pairs
 
     model.eval()
+    device = device if device is not None else next(model.parameters()).device
     target = split.valid if part == "valid" else split.test
     exclude = [split.train] if part == "valid" else [split.train, split.valid]
     import numpy as np

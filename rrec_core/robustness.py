@@ -45,7 +45,7 @@ def evaluate_robustness(models: dict[str, Recommender], split: Split, cfg: Robus
         model.eval()
         clean = evaluate_model(model, split, "test", eval_cfg)
         with torch.no_grad():
-            U = model.user_vectors(torch.arange(split.n_users))
+            U = model.user_vectors(torch.arange(split.n_users, device=model.user_embedding.weight.device))
             V = model.item_vectors()
         rows = []
         for attack in tqdm(grid, desc=f"attack {name}", disable=not progress, unit="attack"):

@@ -89,9 +89,11 @@ def warm_start_from(model: Recommender, source: Recommender) -> Recommender:
 
 
 def evaluate_model(model: Recommender, split: Split, part: str, cfg: EvalConfig,
-                   device: torch.device | str = "cpu") -> dict[str, float]:
-    """Full-ranking metrics on `valid` (train masked) or `test` (train and valid masked, as RecBole)."""
+                   device: torch.device | str | None = None) -> dict[str, float]:
+    """Full-ranking metrics on `valid` (train masked) or `test` (train and valid masked, as RecBole).
+    Scores on `device`, by default the model's own."""
     model.eval()
+    device = device if device is not None else next(model.parameters()).device
     if part == "valid":
         target, exclude = split.valid, [split.train]
     elif part == "test":

@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <cub/device/device_radix_sort.cuh>
 
 #include "perturb.h"
 
@@ -14,8 +15,8 @@ namespace rrec {
 namespace {
 
 constexpr int kBlock = 256;
-// Vectors per lane held in registers between the norm pass and the write pass, so rows up
-// to 32 * kCache * VEC elements (512 fp32, 1024 half) are read from memory exactly once.
+// Vectors per lane held in registers by sparse_kernel (and the most rows_kernel caches), so
+// rows up to 32 * kCache * VEC elements (512 fp32, 1024 half) are read from memory once.
 constexpr int kCache = 4;
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -65,7 +66,10 @@ __device__ __forceinline__ float group_sum(float x, int group) {
   return x;
 }
 
-template <typename T, int VEC, OpKind OP, Norm NORM>
+// CACHE vectors per lane stay in registers between the norm pass and the write pass; the host
+// picks the smallest CACHE that holds the row (see cache_for): a fixed CACHE of 4 cost bf16
+// pgd_l2 88 registers per thread, 25% occupancy and half the bandwidth on 64-wide rows.
+template <typename T, int VEC, OpKind OP, Norm NORM, int CACHE>
 __global__ void __launch_bounds__(kBlock)
     rows_kernel(View<const T> a, View<const T> b, View<T> out, Radius eps, Radius alpha,
                 int64_t rows, int64_t nvec, int group) {
@@ -87,11 +91,11 @@ __global__ void __launch_bounds__(kBlock)
     }
     return;
   } else {
-    const int64_t tail = lane + static_cast<int64_t>(kCache) * group;  // first uncached vector
-    float ca[kCache][VEC];  // a (then t = d + step * g for pgd)
-    float cb[kCache][VEC];  // b (pgd only)
+    const int64_t tail = lane + static_cast<int64_t>(CACHE) * group;  // first uncached vector
+    float ca[CACHE][VEC];  // a (then t = d + step * g for pgd)
+    float cb[CACHE][VEC];  // b (pgd only)
 #pragma unroll
-    for (int k = 0; k < kCache; ++k) {
+    for (int k = 0; k < CACHE; ++k) {
       const int64_t vi = lane + static_cast<int64_t>(k) * group;
       if (live && vi < nvec) {
         load(a, row, vi, ca[k]);
@@ -103,7 +107,7 @@ __global__ void __launch_bounds__(kBlock)
     if constexpr (OP == OpKind::Pgd) {
       float ss = 0.f;
 #pragma unroll
-      for (int k = 0; k < kCache; ++k)
+      for (int k = 0; k < CACHE; ++k)
         if (live && lane + k * group < nvec) ss += squares(cb[k]);
       for (int64_t vi = tail; live && vi < nvec; vi += group) {
         float y[VEC];
@@ -113,7 +117,7 @@ __global__ void __launch_bounds__(kBlock)
       ss = group_sum(ss, group);
       step = live ? l2_fgsm_scale(ss, radius_at(alpha, row)) : 0.f;
 #pragma unroll
-      for (int k = 0; k < kCache; ++k)
+      for (int k = 0; k < CACHE; ++k)
 #pragma unroll
         for (int j = 0; j < VEC; ++j) ca[k][j] += step * cb[k][j];
     }
@@ -131,7 +135,7 @@ __global__ void __launch_bounds__(kBlock)
 
     float ss = 0.f;
 #pragma unroll
-    for (int k = 0; k < kCache; ++k)
+    for (int k = 0; k < CACHE; ++k)
       if (live && lane + k * group < nvec) ss += squares(ca[k]);
     for (int64_t vi = tail; live && vi < nvec; vi += group) {
       float x[VEC];
@@ -144,7 +148,7 @@ __global__ void __launch_bounds__(kBlock)
     const float s = OP == OpKind::Fgsm ? l2_fgsm_scale(ss, e) : l2_project_scale(ss, e);
     // All reads of this row are done (the shuffle above joined the group), so out may alias a.
 #pragma unroll
-    for (int k = 0; k < kCache; ++k) {
+    for (int k = 0; k < CACHE; ++k) {
       const int64_t vi = lane + static_cast<int64_t>(k) * group;
       if (vi < nvec) {
 #pragma unroll
@@ -164,7 +168,7 @@ __global__ void __launch_bounds__(kBlock)
 
 // Sum of the gradient rows perm[lo..hi) (one segment of equal indices) at vector vi.
 template <typename T, int VEC>
-__device__ __forceinline__ void segment_sum(const View<const T>& grad, const int64_t* perm,
+__device__ __forceinline__ void segment_sum(const View<const T>& grad, const int32_t* perm,
                                             int64_t lo, int64_t hi, int64_t vi, float (&sum)[VEC]) {
 #pragma unroll
   for (int j = 0; j < VEC; ++j) sum[j] = 0.f;
@@ -180,7 +184,7 @@ __device__ __forceinline__ void segment_sum(const View<const T>& grad, const int
 // of equal indices sums the run's gradient rows and writes every occurrence's output row.
 template <typename T, int VEC, Norm NORM>
 __global__ void __launch_bounds__(kBlock)
-    sparse_kernel(View<const T> table, const int64_t* sorted, const int64_t* perm,
+    sparse_kernel(View<const T> table, const int32_t* sorted, const int32_t* perm,
                   View<const T> grad, View<T> out, Radius eps, int64_t n, int64_t table_rows,
                   int64_t nvec, int group) {
   const int64_t pos = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / group;
@@ -263,6 +267,13 @@ int group_for(int64_t nvec) {
   return g;
 }
 
+// Smallest power of two of cached vectors per lane that holds a whole row, at most kCache.
+int cache_for(int64_t nvec, int group) {
+  int c = 1;
+  while (c < kCache && c * static_cast<int64_t>(group) < nvec) c <<= 1;
+  return c;
+}
+
 unsigned blocks_for(int64_t rows, int group) {
   return static_cast<unsigned>((rows * group + kBlock - 1) / kBlock);
 }
@@ -293,35 +304,82 @@ void launch_rows_cuda(OpKind kind, Norm norm, const at::Tensor& a, const at::Ten
     using T = decltype(t);
     dispatch_vec<T>(vec, [&](auto v) {
       dispatch_op(kind, norm, [&](auto k, auto n) {
-        rows_kernel<T, decltype(v)::value, decltype(k)::value, decltype(n)::value>
-            <<<blocks, kBlock, 0, stream>>>(view_of<const T>(a), view_of<const T>(b),
-                                            view_of<T>(out), eps, alpha, a.size(0), nvec, group);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        constexpr int V = decltype(v)::value;
+        const auto launch = [&](auto c) {
+          rows_kernel<T, V, decltype(k)::value, decltype(n)::value, decltype(c)::value>
+              <<<blocks, kBlock, 0, stream>>>(view_of<const T>(a), view_of<const T>(b),
+                                              view_of<T>(out), eps, alpha, a.size(0), nvec, group);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        };
+        // linf keeps nothing between passes; narrow vectors (odd widths, strided input) are
+        // cheap in registers either way, so only 8/16-byte vectors get a cache per row width
+        if constexpr (decltype(n)::value == Norm::Linf || V <= 2) {
+          launch(std::integral_constant<int, decltype(n)::value == Norm::Linf ? 1 : kCache>{});
+        } else {
+          switch (cache_for(nvec, group)) {
+            case 1: launch(std::integral_constant<int, 1>{}); break;
+            case 2: launch(std::integral_constant<int, 2>{}); break;
+            default: launch(std::integral_constant<int, kCache>{}); break;
+          }
+        }
       });
     });
   });
+}
+
+// keys = idx (checked against the table), values = positions: the input of the sort below.
+__global__ void sort_input_kernel(const int64_t* idx, int32_t* keys, int32_t* pos, int64_t n,
+                                  int64_t table_rows) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int64_t k = idx[i];
+  CUDA_KERNEL_ASSERT(k >= 0 && k < table_rows);
+  keys[i] = static_cast<int32_t>(k);
+  pos[i] = static_cast<int32_t>(i);
 }
 
 void launch_sparse_cuda(Norm norm, const at::Tensor& table, const at::Tensor& idx,
                         const at::Tensor& grad, const at::Tensor& out, Radius eps) {
   const c10::cuda::CUDAGuard guard(table.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  // A stable sort groups repeats and keeps their original order (the summation order).
-  const auto sorted_perm = at::sort(idx, /*stable=*/true, /*dim=*/0, /*descending=*/false);
-  const at::Tensor& sorted = std::get<0>(sorted_perm);
-  const at::Tensor& perm = std::get<1>(sorted_perm);
+  const int64_t n = idx.size(0);
+  const int64_t table_rows = table.size(0);
+  TORCH_CHECK(table_rows <= INT32_MAX && n <= INT32_MAX,
+              "rrec: perturb_rows on CUDA takes tables and batches of at most 2^31 - 1 rows");
+  // Group repeats with a radix sort that is stable (keeps the summation order) over 32-bit keys
+  // and only the bits a row index can have (20 for a million rows): at::sort's stable sort of
+  // int64 sorts all 64 bits, and made perturb_rows slower than eager at batch 4096.
+  const auto i32 = idx.options().dtype(at::kInt);
+  at::Tensor keys = at::empty({2, n}, i32), pos = at::empty({2, n}, i32);
+  sort_input_kernel<<<static_cast<unsigned>((n + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
+      idx.data_ptr<int64_t>(), keys[0].data_ptr<int32_t>(), pos[0].data_ptr<int32_t>(), n,
+      table_rows);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  int end_bit = 1;
+  while (end_bit < 31 && (int64_t{1} << end_bit) < table_rows) ++end_bit;
+  size_t temp_bytes = 0;
+  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, temp_bytes, keys[0].data_ptr<int32_t>(), keys[1].data_ptr<int32_t>(),
+      pos[0].data_ptr<int32_t>(), pos[1].data_ptr<int32_t>(), static_cast<int>(n), 0, end_bit,
+      stream));
+  at::Tensor temp = at::empty({static_cast<int64_t>(temp_bytes)}, idx.options().dtype(at::kByte));
+  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      temp.data_ptr(), temp_bytes, keys[0].data_ptr<int32_t>(), keys[1].data_ptr<int32_t>(),
+      pos[0].data_ptr<int32_t>(), pos[1].data_ptr<int32_t>(), static_cast<int>(n), 0, end_bit,
+      stream));
+  const int32_t* sorted = keys[1].data_ptr<int32_t>();
+  const int32_t* perm = pos[1].data_ptr<int32_t>();
   const int vec = pick_vec(table, {&table, &grad, &out});
   const int64_t nvec = table.size(1) / vec;
   const int group = group_for(nvec);
-  const int64_t n = idx.size(0);
   dispatch_dtype(table.scalar_type(), [&](auto t) {
     using T = decltype(t);
     dispatch_vec<T>(vec, [&](auto v) {
       const auto run = [&](auto nm) {
         sparse_kernel<T, decltype(v)::value, decltype(nm)::value>
             <<<blocks_for(n, group), kBlock, 0, stream>>>(
-                view_of<const T>(table), sorted.data_ptr<int64_t>(), perm.data_ptr<int64_t>(),
-                view_of<const T>(grad), view_of<T>(out), eps, n, table.size(0), nvec, group);
+                view_of<const T>(table), sorted, perm, view_of<const T>(grad), view_of<T>(out),
+                eps, n, table_rows, nvec, group);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
       if (norm == Norm::L2) run(std::integral_constant<Norm, Norm::L2>{});

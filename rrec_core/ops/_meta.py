@@ -1,4 +1,4 @@
-"""Fake (meta) kernels and the autograd formula of the rrec ops, registered from Python.
+"""Fake (meta) kernels of the rrec ops, registered from Python.
 
 Fake kernels give torch.compile / FakeTensor the output shapes without running C++; they
 mirror the checks of csrc/perturb.h that depend on shapes only.
@@ -64,18 +64,8 @@ def _perturb_rows(table, idx, grad_rows, eps, eps_rows, norm):
     return table.new_empty((idx.shape[0], table.shape[1]))
 
 
-# perturb_rows is table[idx] + (a constant): its gradient is the embedding-lookup one,
-# scattered back with index_add; grad_rows and the radii get none (APR detaches delta).
-def _perturb_rows_setup(ctx, inputs, output):
-    table, idx = inputs[0], inputs[1]
-    ctx.save_for_backward(idx)
-    ctx.table_shape = table.shape
-
-
-def _perturb_rows_backward(ctx, grad):
-    (idx,) = ctx.saved_tensors
-    grad_table = grad.new_zeros(ctx.table_shape).index_add_(0, idx, grad)
-    return grad_table, None, None, None, None, None
+# perturb_rows' autograd (table[idx] + a constant: the lookup's gradient) is registered in C++,
+# csrc/autograd.cpp: from Python its per-call overhead dominated a launch-bound APR step.
 
 
 def register() -> None:
@@ -87,6 +77,4 @@ def register() -> None:
                      ("pgd_step", _pgd_step), ("pgd_step_", _pgd_step_),
                      ("perturb_rows", _perturb_rows)]:
         torch.library.register_fake(f"rrec::{name}", fn)
-    torch.library.register_autograd("rrec::perturb_rows", _perturb_rows_backward,
-                                    setup_context=_perturb_rows_setup)
     _registered = True
