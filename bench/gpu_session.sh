@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lease of a GPU machine (see docs/ops.md, "GPU checks"): build the CUDA ops, run the CUDA
 # tests, the ops benchmark and the adversarial-stage timing; logs and results under $OUT.
-#   bench/gpu_session.sh build tests bench profile stage     (any subset, in this order)
+#   bench/gpu_session.sh build tests bench profile ncu stage (any subset, in this order)
 # The GPU image has its own torch (no dagster/GX/DVC): the extension is built against it in a
 # scratch copy (setup.py + csrc only, so the project's pins are not installed), then dropped into
 # rrec_core/. Extra wheels (pydantic for the stage timing) travel in .whl/.
@@ -46,6 +46,13 @@ for what in "$@"; do
       step "profiler"
       timeout 200 $PY bench/profile_ops.py --out "$OUT" > "$OUT/profile.log" 2>&1; echo "profile rc=$?"
       grep -E "^## |Self CUDA time total|Self CPU time total" "$OUT/profile.log"
+      ;;
+    ncu)
+      step "nsight compute"
+      NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      timeout 300 $NCU --clock-control none --kernel-name regex:rows_kernel --section SpeedOfLight \
+        --section Occupancy --section LaunchStats $PY bench/ncu_ops.py > "$OUT/ncu.log" 2>&1
+      echo "ncu rc=$?"; grep -E "rows_kernel|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Duration|Block Limit Registers|Waves Per SM" "$OUT/ncu.log" | sed -E 's/rrec::\(anonymous namespace\)::rows_kernel/rows_kernel/' | cut -c1-150
       ;;
     stage)
       step "adversarial stage timing"
