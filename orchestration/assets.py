@@ -9,12 +9,12 @@ import pandas as pd
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue,
                      Output, asset)
 
-from orchestration.config import (AdversarialLaunch, DataLaunch, EncoderLaunch, EvalLaunch, GanLaunch, PretrainLaunch,
-                                  RobustnessLaunch, ValidateLaunch, to_core)
+from orchestration.config import (AdversarialLaunch, DataLaunch, EncoderLaunch, EvalLaunch, GanLaunch,
+                                  PoisoningLaunch, PretrainLaunch, RobustnessLaunch, ValidateLaunch, to_core)
 from rrec_core import pipeline
 from rrec_core.artifacts import Evaluation, GanSamples, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
-from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, GanConfig, PretrainConfig,
-                              RobustnessConfig, SplitConfig, ValidationConfig)
+from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, GanConfig,
+                              PoisoningEvalConfig, PretrainConfig, RobustnessConfig, SplitConfig, ValidationConfig)
 from orchestration.config import project_params
 
 GROUP = "rrec"
@@ -102,15 +102,17 @@ def pretrained_recommender(context: AssetExecutionContext, config: PretrainLaunc
 
 
 @asset(group_name=GROUP, description="Adversarially fine-tuned recommenders (APR / PGD-AT, text-side FGM), "
-                                     "warm-started from pretrained_recommender.")
+                                     "warm-started from pretrained_recommender; users weighted by 1 - P(fake) from "
+                                     "a detector fitted on gan_samples.")
 def adversarial_recommender(context: AssetExecutionContext, config: AdversarialLaunch,
                             pretrained_recommender: TrainedModels, validated_interactions: ValidatedData,
-                            item_text_embeddings: ItemTextEmbeddings) -> Output[TrainedModels]:
+                            item_text_embeddings: ItemTextEmbeddings, gan_samples: GanSamples) -> Output[TrainedModels]:
     cfg = to_core(config, AdversarialConfig)
     # its own curves folder: a DVC output belongs to one stage (metrics/curves is pretraining's)
     trained = pipeline.adversarial_train(pretrained_recommender, validated_interactions, item_text_embeddings, cfg,
                                          progress=False,
-                                         curves_dir=Path(project_params().metrics_dir) / "adversarial_curves")
+                                         curves_dir=Path(project_params().metrics_dir) / "adversarial_curves",
+                                         gan=gan_samples)
     meta = {"method": cfg.method, "eps": f"{cfg.eps} ({cfg.scale}, {cfg.norm})"}
     for name, m in trained.models.items():
         best = [h for h in trained.histories[name] if h["epoch"] == m.meta["best_epoch"]][0]
@@ -125,11 +127,12 @@ def adversarial_recommender(context: AssetExecutionContext, config: AdversarialL
 @asset(group_name=GROUP, description="Pretrained and adversarial models side by side under embedding attacks.")
 def robustness_evaluation(context: AssetExecutionContext, config: RobustnessLaunch,
                           pretrained_recommender: TrainedModels, adversarial_recommender: TrainedModels,
-                          validated_interactions: ValidatedData) -> Output[Evaluation]:
+                          validated_interactions: ValidatedData, poisoning_evaluation: Evaluation) -> Output[Evaluation]:
     params = project_params()
     ev = pipeline.evaluate_robustness_stage(pretrained_recommender, adversarial_recommender, validated_interactions,
                                             to_core(config, RobustnessConfig), params.evaluation,
-                                            metrics_dir=params.metrics_dir, reports_dir="reports", progress=False)
+                                            metrics_dir=params.metrics_dir, reports_dir="reports", progress=False,
+                                            poisoning=poisoning_evaluation)
     from rrec_core.robustness import headline
 
     table = headline(ev.metrics)
@@ -139,6 +142,31 @@ def robustness_evaluation(context: AssetExecutionContext, config: RobustnessLaun
         "report": str(Path("reports/robustness.md").resolve()),
         "n_attacks": len(ev.metrics["grid"]),
     })
+
+
+@asset(group_name=GROUP, description="Data poisoning: each attack injected, MF-BPR and its adversarial fine-tuning "
+                                     "retrained from scratch undefended / GAN-weighted / screened; target promotion "
+                                     "and clean NDCG@10 on real users.")
+def poisoning_evaluation(context: AssetExecutionContext, config: PoisoningLaunch, raw_interactions: RawData,
+                         validated_interactions: ValidatedData, gan_samples: GanSamples) -> Output[Evaluation]:
+    params = project_params()
+    ev = pipeline.evaluate_poisoning_stage(raw_interactions, validated_interactions, gan_samples,
+                                           to_core(config, PoisoningEvalConfig), params.validation.screen,
+                                           params.pretrain.mf_bpr, params.adversarial,
+                                           metrics_dir=params.metrics_dir, reports_dir="reports")
+    r = ev.metrics
+    if not r.get("enabled"):
+        return Output(ev, metadata={"enabled": False})
+    from rrec_core.poisoning.evaluation import poisoning_frame
+
+    meta = {"targets": ", ".join(r["targets"]), "seconds": r["seconds"],
+            "table": MetadataValue.md(poisoning_frame(r).to_markdown(index=False, floatfmt=".4f")),
+            "target_hr": _png_md(lambda p: Path(p).write_bytes(Path("reports/poisoning.png").read_bytes()) and p)}
+    for attack, res in r["attacks"].items():
+        meta[f"{attack}/screen_recall"] = res["screen"]["recall"]
+        for arm in ("undefended", "defended"):
+            meta[f"{attack}/{arm}/adversarial_promotion@10"] = round(res[arm]["adversarial"]["promotion@10"], 4)
+    return Output(ev, metadata=meta)
 
 
 @asset(group_name=GROUP, description="Test metrics of every pretrained model (full ranking, history masked).")
@@ -187,4 +215,4 @@ def _png_md(draw) -> MetadataValue:
 
 
 ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation,
-          gan_samples, adversarial_recommender, robustness_evaluation]
+          gan_samples, adversarial_recommender, poisoning_evaluation, robustness_evaluation]

@@ -28,11 +28,16 @@ def training_attack(cfg: AdversarialConfig) -> Attack:
 
 
 class AdversarialLoss:
-    """batch_loss for train_recommender: alpha * clean BPR + (1 - alpha) * BPR under attack."""
+    """batch_loss for train_recommender: alpha * clean BPR + (1 - alpha) * BPR under attack.
 
-    def __init__(self, cfg: AdversarialConfig) -> None:
+    `user_weights` [n_users] (optional) weight each pair by its user in both terms: the GAN-trained
+    suspicion weights (rrec_core.poisoning.detector) make the model not follow users who look like
+    generated profiles. The attack itself still maximizes the unweighted loss."""
+
+    def __init__(self, cfg: AdversarialConfig, user_weights: torch.Tensor | None = None) -> None:
         self.cfg = cfg
         self.attack = training_attack(cfg)
+        self.user_weights = user_weights
 
     def __call__(self, model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         uu, u_idx = torch.unique(users, return_inverse=True)
@@ -44,7 +49,11 @@ class AdversarialLoss:
 
         U = model.user_vectors(uu)
         V = _item_vectors(model, ii, tokens)
-        clean = bpr_loss(U[u_idx], V[p_idx], V[n_idx])
+        w = None
+        if self.user_weights is not None:
+            self.user_weights = self.user_weights.to(users.device)
+            w = self.user_weights[users]
+        clean = bpr_loss(U[u_idx], V[p_idx], V[n_idx], w)
         if self.cfg.alpha >= 1.0:
             return clean
         dU, dV = perturbations(U, V, u_idx, p_idx, n_idx, self.attack)
@@ -57,7 +66,7 @@ class AdversarialLoss:
         else:
             V_adv = V + dV
         U_adv = U + dU
-        adv = bpr_loss(U_adv[u_idx], V_adv[p_idx], V_adv[n_idx])
+        adv = bpr_loss(U_adv[u_idx], V_adv[p_idx], V_adv[n_idx], w)
         return self.cfg.alpha * clean + (1 - self.cfg.alpha) * adv
 
 
@@ -93,7 +102,8 @@ def attacked_metrics(model: Recommender, split: Split, attack: Attack, part: str
 
 
 def adversarial_finetune(pretrained: Recommender, split: Split, cfg: AdversarialConfig, eval_cfg: EvalConfig,
-                         lm_tower: LMTower | None = None, progress: bool = True) -> TrainResult:
+                         lm_tower: LMTower | None = None, progress: bool = True,
+                         user_weights: torch.Tensor | None = None) -> TrainResult:
     """Fine-tune a copy of `pretrained` adversarially; select the epoch that is most robust on validation
     (NDCG@10 under PGD at the training radius) among those that keep `min_clean_ratio` of its clean NDCG@10."""
     model = copy.deepcopy(pretrained)
@@ -109,6 +119,6 @@ def adversarial_finetune(pretrained: Recommender, split: Split, cfg: Adversarial
         return {"ndcg@10": clean, "ndcg@10_attacked": robust, "score": robust if ok else float("-inf")}
 
     result = train_recommender(model, split, cfg.train, eval_cfg, lm_tower=lm_tower, progress=progress,
-                               warm_start=True, batch_loss=AdversarialLoss(cfg), valid_score=valid_score)
+                               warm_start=True, batch_loss=AdversarialLoss(cfg, user_weights), valid_score=valid_score)
     result.model.meta.update({"adversarial": cfg.model_dump(mode="json"), "pretrained_valid_ndcg@10": clean0})
     return result

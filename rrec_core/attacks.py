@@ -39,8 +39,12 @@ class Attack:
         return f"{kind}-{self.norm}-{self.scale}-{self.eps:g}"
 
 
-def bpr_loss(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    return -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+def bpr_loss(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean BPR loss of the pairs; with `weights` [B], their weighted mean (weights need not sum to 1)."""
+    nll = -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1))
+    if weights is None:
+        return nll.mean()
+    return (weights * nll).sum() / weights.sum().clamp_min(1e-12)
 
 
 def radius(rows: torch.Tensor, attack: Attack) -> float | torch.Tensor:

@@ -58,7 +58,7 @@ def _cmd_run(args) -> int:
 
         print(headline(json.loads(robustness.read_text())).to_markdown(floatfmt=".4f") + "\n")
     print(f"artefacts: {Path(params.artifacts_dir).resolve()}/")
-    print(f"metrics:   {Path(params.metrics_dir).resolve()}/ (pretrain.json, robustness.json, gan.json)")
+    print(f"metrics:   {Path(params.metrics_dir).resolve()}/ (pretrain.json, robustness.json, gan.json, poisoning.json)")
     if Path("reports/robustness.md").exists():
         print(f"report:    {Path('reports/robustness.md').resolve()}")
     return 0

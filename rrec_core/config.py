@@ -168,7 +168,23 @@ class AdversarialConfig(_Strict):
     # clean validation NDCG@10 keeps at least this fraction of the pretrained model's
     min_clean_ratio: float = 0.98
     select_attack_steps: int = 10
+    # weight each user's pairs by 1 - P(fake) from the detector fitted on the GAN's profiles
+    # (rrec_core.poisoning.detector); needs the gan_samples asset
+    gan_weighting: bool = True
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=60, patience=10))
+
+
+class PoisoningEvalConfig(_Strict):
+    """Poisoning evaluation (rrec_core.poisoning.evaluation): inject, retrain from scratch, measure."""
+
+    enabled: bool = True
+    attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan"], ...] = ("bandwagon", "gan")
+    fake_ratio: float = 0.03
+    n_targets: int = 5
+    targets: list[str] | None = None  # raw item ids; None: drawn by shilling.select_targets with `seed`
+    # another seed than gan.seed: the GAN attack uses other targets and draws than the profiles the
+    # fine-tuning detector was fitted on
+    seed: int = 1
 
 
 class RobustnessConfig(_Strict):
@@ -195,6 +211,7 @@ class PipelineConfig(_Strict):
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    poisoning: PoisoningEvalConfig = Field(default_factory=PoisoningEvalConfig)
     gan: GanConfig = Field(default_factory=GanConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     artifacts_dir: str = "artifacts"

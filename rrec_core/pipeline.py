@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from rrec_core.artifacts import Evaluation, GanSamples, ItemTextEmbeddings, RawData, TrainedModels, ValidatedData
-from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, GanConfig, PretrainConfig,
+from rrec_core.config import (AdversarialConfig, DataConfig, EncoderConfig, EvalConfig, GanConfig, PoisoningEvalConfig,
+                              PretrainConfig, TrainConfig,
                               RobustnessConfig, ScreenConfig, SplitConfig, ValidationConfig)
 from rrec_core.data.loaders import load_dataset
 from rrec_core.data.split import split_interactions
@@ -113,11 +114,23 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
 
 def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: ItemTextEmbeddings | None,
                       cfg: AdversarialConfig, progress: bool = True,
-                      curves_dir: str | Path | None = "metrics/adversarial_curves") -> TrainedModels:
-    """Adversarially fine-tune each configured pretrained model (warm start; robust model selection)."""
+                      curves_dir: str | Path | None = "metrics/adversarial_curves",
+                      gan: GanSamples | None = None) -> TrainedModels:
+    """Adversarially fine-tune each configured pretrained model (warm start; robust model selection).
+    With `cfg.gan_weighting`, each user's pairs are weighted by 1 - P(fake) from the detector fitted on
+    the GAN's profiles (`gan`, required then)."""
     from rrec_core.adversarial import adversarial_finetune
     from rrec_core.train import LMTower
 
+    weights = None
+    if cfg.gan_weighting:
+        if gan is None or "detector" not in gan.report:
+            raise ValueError("adversarial.gan_weighting needs the gan_samples asset (with its fitted detector)")
+        from rrec_core.poisoning.detector import FakeDetector, suspicion_weights
+
+        weights, p_fake = suspicion_weights(FakeDetector.from_dict(gan.report["detector"]), data.split)
+        log.info("GAN-trained weights: mean %.4f, min %.4f, users below 0.5: %d", float(weights.mean()),
+                 float(weights.min()), int((weights < 0.5).sum()))
     out = TrainedModels({}, {}, {})
     for kind in cfg.models:
         if kind not in pretrained.models:
@@ -129,7 +142,7 @@ def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: Item
                             pretrained.models[kind].meta["config"]["lm_finetune_layers"])
             tower.load_state_dict(pretrained.towers[kind])
         result = adversarial_finetune(pretrained.models[kind], data.split, cfg, EvalConfig(ks=(10,)),
-                                      lm_tower=tower, progress=progress)
+                                      lm_tower=tower, progress=progress, user_weights=weights)
         _record(out, kind, result, tower, curves_dir)
     return out
 
@@ -145,9 +158,11 @@ def _record(out: TrainedModels, kind: str, result, tower, curves_dir: str | Path
 
 def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
                               cfg: RobustnessConfig, eval_cfg: EvalConfig, metrics_dir: str | Path = "metrics",
-                              reports_dir: str | Path = "reports", progress: bool = True) -> Evaluation:
+                              reports_dir: str | Path = "reports", progress: bool = True,
+                              poisoning: Evaluation | None = None) -> Evaluation:
     """Attack every pretrained and adversarial model; write metrics/robustness.json, the DVC plot
-    table metrics/robustness.csv, and reports/robustness.md with its figure."""
+    table metrics/robustness.csv, and reports/robustness.md with its figure (and the poisoning
+    evaluation's section when `poisoning` is given)."""
     from rrec_core.io import write_text
     from rrec_core.robustness import evaluate_robustness, plot_robustness, report_markdown, robustness_frame
 
@@ -161,7 +176,12 @@ def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedMod
     with atomic_path(metrics_dir / "robustness.csv") as tmp:
         robustness_frame(result).to_csv(tmp, index=False)
     plot_robustness(result, reports_dir / "robustness.png")
-    write_text(reports_dir / "robustness.md", report_markdown(result, image="robustness.png"))
+    report = report_markdown(result, image="robustness.png")
+    if poisoning is not None and poisoning.metrics.get("attacks"):
+        from rrec_core.poisoning.evaluation import poisoning_markdown
+
+        report = report.rstrip("\n") + "\n\n" + poisoning_markdown(poisoning.metrics, image="poisoning.png")
+    write_text(reports_dir / "robustness.md", report)
     return Evaluation(result)
 
 
@@ -219,9 +239,44 @@ def generate_gan_samples(data: ValidatedData, cfg: GanConfig, screen: ScreenConf
                                    **{f"screen_{k}": v for k, v in detection_metrics(flagged, poisoned.fake_users).items()}}
     adv_epochs = [row for row in result.log if "d_acc" in row]  # the log also holds warm-up/calibration rows
     report["final_d_acc"] = adv_epochs[-1]["d_acc"] if adv_epochs else None
+    # the fake-profile detector the adversarial fine-tuning weights users with (rrec_core.poisoning.detector)
+    from rrec_core.poisoning.detector import train_detector
+
+    report["detector"] = train_detector(train, gan.injected, screen, seed=cfg.seed).to_dict()
     if metrics_path is not None:
         write_json(metrics_path, {k: report[k] for k in ("n_fake", "train_seconds", "attacks", "final_d_acc")})
     return GanSamples(result, gan.injected.reset_index(drop=True), report)
+
+
+def evaluate_poisoning_stage(raw: RawData, data: ValidatedData, gan: GanSamples | None, cfg: PoisoningEvalConfig,
+                             screen: ScreenConfig, pretrain_cfg: TrainConfig, adv_cfg: AdversarialConfig,
+                             metrics_dir: str | Path = "metrics", reports_dir: str | Path = "reports",
+                             progress: bool = False) -> Evaluation:
+    """Inject each configured attack, retrain MF-BPR and its adversarial fine-tuning from scratch per arm
+    (clean, undefended, GAN-weighted fine-tuning, screen + GAN weights), measure on real users; write
+    metrics/poisoning.json, metrics/poisoning.csv and reports/poisoning.png."""
+    from rrec_core.io import atomic_path
+    from rrec_core.poisoning.detector import FakeDetector
+    from rrec_core.poisoning.evaluation import evaluate_poisoning, plot_poisoning, poisoning_frame
+
+    metrics_dir, reports_dir = Path(metrics_dir), Path(reports_dir)
+    if not cfg.enabled:  # the stage's outputs still exist (DVC tracks them), saying so
+        result = {"enabled": False, "attacks": {}}
+    else:
+        if "gan" in cfg.attacks and gan is None:
+            raise ValueError("poisoning.attacks names gan, which needs the gan_samples asset")
+        detector = (FakeDetector.from_dict(gan.report["detector"])
+                    if gan is not None and "detector" in gan.report else None)
+        # the rows the validation stage screened: every validated interaction, as loaded (ratings, timestamps)
+        inter = raw.dataset.interactions
+        result = {"enabled": True, **evaluate_poisoning(inter, data.split, cfg, screen, pretrain_cfg, adv_cfg,
+                                                        detector, gan.result if gan is not None else None,
+                                                        progress=progress)}
+    write_json(metrics_dir / "poisoning.json", result)
+    with atomic_path(metrics_dir / "poisoning.csv") as tmp:
+        poisoning_frame(result).to_csv(tmp, index=False)
+    plot_poisoning(result, reports_dir / "poisoning.png")
+    return Evaluation(result)
 
 
 def metrics_markdown(metrics: dict, keys=("ndcg@10", "recall@10", "hit@10", "mrr@10", "precision@10")) -> str:

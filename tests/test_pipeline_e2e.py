@@ -27,6 +27,7 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3]})
     params["gan"].update({"epochs": 2, "pretrain_epochs": 2, "batch_size": 32, "hidden": 32, "fake_ratio": 0.1,
                           "n_targets": 2})
+    params["poisoning"].update({"fake_ratio": 0.1, "n_targets": 2})
     return params
 
 
@@ -37,7 +38,8 @@ def run_config(params: dict) -> dict:
                     "pretrain_evaluation": {"config": params["evaluation"]},
                     "adversarial_recommender": {"config": params["adversarial"]},
                     "robustness_evaluation": {"config": params["robustness"]},
-                    "gan_samples": {"config": params["gan"]}}}
+                    "gan_samples": {"config": params["gan"]},
+                    "poisoning_evaluation": {"config": params["poisoning"]}}}
 
 
 @pytest.fixture()
@@ -61,7 +63,8 @@ def test_whole_chain_materializes(project):
     result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(params))
     assert result.success
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
-                  "pretrain_evaluation", "gan_samples", "adversarial_recommender", "robustness_evaluation"):
+                  "pretrain_evaluation", "gan_samples", "adversarial_recommender", "poisoning_evaluation",
+                  "robustness_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
     metrics = json.loads((root / "metrics" / "pretrain.json").read_text())
     assert set(metrics) == {"mf_bpr", "text_hybrid"}
@@ -106,6 +109,16 @@ def test_whole_chain_materializes(project):
     assert (gan.profiles.groupby("user_id")["item_id"].apply(lambda s: set(targets) <= set(s))).all()
     assert set(gan.report["attacks"]) == {"gan", "random", "bandwagon"}
     assert (root / "metrics" / "gan.json").exists()
+    assert set(gan.report["detector"]["columns"]) >= {"co_burst", "degsim"}  # the fine-tuning detector
+
+    # poisoning evaluation: both attacks, every arm, real users only; a section of the robustness report
+    pois = json.loads((root / "metrics" / "poisoning.json").read_text())
+    assert pois["enabled"] and set(pois["attacks"]) == {"bandwagon", "gan"}
+    for res in pois["attacks"].values():
+        assert {"undefended", "gan_ft", "defended"} <= set(res) and res["n_fake"] == 4
+    assert "## Data poisoning" in (root / "reports" / "robustness.md").read_text()
+    assert (root / "reports" / "poisoning.png").stat().st_size > 1000
+    assert "table" in result.asset_materializations_for_node("poisoning_evaluation")[0].metadata
 
 
 def test_dirty_data_blocks_downstream(project):
