@@ -100,9 +100,8 @@ def train_detector(real: pd.DataFrame, fakes: pd.DataFrame, screen: ScreenConfig
 def suspicion_weights(detector: FakeDetector, split) -> tuple[torch.Tensor, pd.Series]:
     """(weights [split.n_users] = 1 - P(fake) from the training interactions, P(fake) per user id);
     users without training rows get weight 1."""
-    tr = np.asarray(split.train, dtype=np.int64).reshape(-1, 2)
-    frame = pd.DataFrame({"user_id": np.asarray(split.user_ids, dtype=object)[tr[:, 0]],
-                          "item_id": np.asarray(split.item_ids, dtype=object)[tr[:, 1]]})
-    p = detector.predict(frame)
+    from rrec_core.poisoning.metrics import _history_frame
+
+    p = detector.predict(_history_frame(split))
     p_all = p.reindex([str(u) for u in split.user_ids]).fillna(0.0)
     return torch.as_tensor(1.0 - p_all.to_numpy(), dtype=torch.float32), p_all

@@ -30,6 +30,7 @@ import torch
 from rrec_core.config import AdversarialConfig, EvalConfig, PoisoningEvalConfig, ScreenConfig, TrainConfig
 from rrec_core.data.split import Split
 from rrec_core.poisoning.detector import FakeDetector, suspicion_weights
+from rrec_core.poisoning.metrics import _history_frame as _history  # a Split's training pairs as a frame
 from rrec_core.poisoning.metrics import detection_metrics, poisoning_metrics, prediction_shift
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,6 @@ def _real_ndcg(model, split: Split, n_real: int) -> float:
 
     real = replace(split, test=split.test[split.test[:, 0] < n_real], valid=split.valid[split.valid[:, 0] < n_real])
     return evaluate_model(model, real, "test", EvalConfig(ks=(10,)))["ndcg@10"]
-
-
-def _history(split: Split) -> pd.DataFrame:
-    tr = np.asarray(split.train, dtype=np.int64).reshape(-1, 2)
-    return pd.DataFrame({"user_id": np.asarray(split.user_ids, dtype=object)[tr[:, 0]],
-                         "item_id": np.asarray(split.item_ids, dtype=object)[tr[:, 1]]})
 
 
 def inject(name: str, interactions: pd.DataFrame, targets: list[str], cfg: PoisoningEvalConfig, gan_result=None):
