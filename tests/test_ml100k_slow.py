@@ -43,3 +43,18 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
                    and a["eps"] == 0.5][0]
         assert pgd["ndcg@10_kept"] >= 0.70
         assert pgd["ndcg@10_kept"] > pgd_pre["ndcg@10_kept"]
+
+    # poisoning (issue 5): each 3% attack moves its targets for the undefended pipeline; the screen
+    # catches its fakes; the defended pipeline keeps at most 20% of that effect at <= 2% NDCG@10 cost
+    p = json.loads(Path("metrics/poisoning.json").read_text())
+    assert set(p["attacks"]) == {"bandwagon", "gan"}
+    for attack, res in p["attacks"].items():
+        assert res["screen"]["recall"] >= 0.9 and res["screen"]["precision"] >= 0.8, attack
+        for stage in ("pretrained", "adversarial"):
+            und, dfd = res["undefended"][stage], res["defended"][stage]
+            assert und["prediction_shift"] > 0.1, (attack, stage)  # the attack works before defence is judged
+            assert dfd["prediction_shift"] <= 0.2 * und["prediction_shift"], (attack, stage)
+            assert dfd["promotion@10"] <= 0.2 * max(und["promotion@10"], 0.0) + 1e-12, (attack, stage)
+            assert dfd["ndcg@10_change"] >= -0.02, (attack, stage)
+        # GAN-weighted fine-tuning alone already damps the attack
+        assert res["gan_ft"]["adversarial"]["prediction_shift"] < res["undefended"]["adversarial"]["prediction_shift"]
