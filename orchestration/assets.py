@@ -195,6 +195,9 @@ def gan_samples(context: AssetExecutionContext, config: GanLaunch,
         "training_log": MetadataValue.md(log.to_markdown(index=False, floatfmt=".4f")),
         "stealth_and_detection": MetadataValue.md(stealth.to_markdown(floatfmt=".3f")),
         "gan_screen_recall": float(rep["attacks"]["gan"]["screen_recall"]),
+        # the detector adversarial fine-tuning weights users with (1 - P(fake))
+        "detector_train_accuracy": float(rep["detector"]["fit"]["train_accuracy"]),
+        "detector_coefficients": MetadataValue.json(dict(zip(rep["detector"]["columns"], rep["detector"]["coef"]))),
     })
 
 

@@ -110,6 +110,7 @@ def test_whole_chain_materializes(project):
     assert set(gan.report["attacks"]) == {"gan", "random", "bandwagon"}
     assert (root / "metrics" / "gan.json").exists()
     assert set(gan.report["detector"]["columns"]) >= {"co_burst", "degsim"}  # the fine-tuning detector
+    assert "detector_coefficients" in result.asset_materializations_for_node("gan_samples")[0].metadata
 
     # poisoning evaluation: both attacks, every arm, real users only; a section of the robustness report
     pois = json.loads((root / "metrics" / "poisoning.json").read_text())
