@@ -7,7 +7,7 @@ DVC    := $(DVCENV)/bin/dvc
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup ops data run test test-fast ui repro bench clean
+.PHONY: setup ops data run test test-fast lint dvc-stages ui repro bench clean
 
 setup: $(VENV)/.installed $(DVCENV)/.installed
 
@@ -36,11 +36,20 @@ data: setup
 run: data
 	$(BIN)/rrec run
 
-test: data
+test: data lint
 	$(BIN)/python -m pytest
 
-test-fast: data
+test-fast: data lint
 	$(BIN)/python -m pytest -m "not slow"
+
+# ruff (pyflakes, pycodestyle, bugbear, import order) and mypy, at the level the code passes
+lint: setup
+	$(BIN)/ruff check rrec_core orchestration tests bench
+	$(BIN)/mypy rrec_core orchestration
+
+# dvc.yaml is generated from the asset graph and its imports (tests fail when it is stale)
+dvc-stages: setup
+	$(BIN)/python -m orchestration.dvc_stages
 
 ui: data
 	mkdir -p .dagster && DAGSTER_HOME=$(CURDIR)/.dagster $(BIN)/dagster dev -m orchestration.definitions

@@ -3,9 +3,10 @@
 Runs `adversarial_train` (PGD-AT fine-tuning of every pretrained model, robust selection) and
 `evaluate_robustness` (the whole attack grid on pretrained and adversarial models) twice on one
 device, in one process: once with the compiled kernels, once routed to rrec_core.ops.reference.
-Needs the artifacts of a finished run (validated_interactions, pretrained_recommender):
+Needs the artifacts of a finished run (validated_interactions, pretrained_recommender, gan_samples:
+`adversarial.gan_weighting` weights users by the GAN-trained detector):
 
-    make run                                   # or: rrec run --select pretrained_recommender
+    make run                                   # or: rrec run --select 'gan_samples pretrained_recommender'
     python bench/bench_adversarial_stage.py    # CUDA when available
     python bench/bench_adversarial_stage.py --device cpu
 
@@ -26,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 import rrec_core.ops as ops  # noqa: E402
-from rrec_core.artifacts import TrainedModels, ValidatedData  # noqa: E402
+from rrec_core.artifacts import GanSamples, TrainedModels, ValidatedData  # noqa: E402
 from rrec_core.config import EvalConfig, load_params  # noqa: E402
 from rrec_core.ops import _loader  # noqa: E402
 
@@ -36,9 +37,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_once(backend: str, device: torch.device, data, pretrained, cfg) -> dict:
+def run_once(backend: str, device: torch.device, data, pretrained, gan, cfg) -> dict:
+    from rrec_core.evaluation.robustness import evaluate_robustness
     from rrec_core.pipeline import adversarial_train
-    from rrec_core.robustness import evaluate_robustness
 
     compiled = backend == "rrec"
     saved = dict(_loader.KERNELS)
@@ -48,27 +49,27 @@ def run_once(backend: str, device: torch.device, data, pretrained, cfg) -> dict:
         adv_cfg.train.device = device.type
         _sync(device)
         t0 = time.perf_counter()
-        adv = adversarial_train(pretrained, data, None, adv_cfg, progress=False, curves_dir=None)
+        adv = adversarial_train(pretrained, data, None, adv_cfg, progress=False, gan=gan)
         _sync(device)
         t_adv = time.perf_counter() - t0
         epochs = {k: len(h) for k, h in adv.histories.items()}
         models = {f"pretrained/{k}": m.to(device) for k, m in pretrained.models.items()}
         models.update({f"adversarial/{k}": m.to(device) for k, m in adv.models.items()})
         t0 = time.perf_counter()
-        result = evaluate_robustness(models, data.split, cfg.robustness, cfg.evaluation, progress=False)
+        result, _ = evaluate_robustness(models, data.split, cfg.robustness, cfg.evaluation, progress=False)
         _sync(device)
         t_rob = time.perf_counter() - t0
     finally:
         _loader.KERNELS.update(saved)
-    clean = {k: r["clean"]["ndcg@10"] for k, r in result["models"].items()}
-    def strongest(attacks):  # the most steps of L2 at the training radius (PGD-100, eps 0.5 by default)
-        rows = [a for a in attacks if a["norm"] == "l2" and a["scale"] == "absolute"
-                and a["eps"] == cfg.adversarial.eps] or attacks
-        return max(rows, key=lambda a: a["steps"])["ndcg@10"]
+    clean = {k: r.clean["ndcg@10"] for k, r in result.models.items()}
 
-    pgd100 = {k: strongest(r["attacks"]) for k, r in result["models"].items()}
+    def strongest(attacks):  # the most steps of L2 at the training radius (PGD-100, eps 0.5 by default)
+        rows = [a for a in attacks if a.norm == "l2" and a.scale == "absolute" and a.eps == cfg.adversarial.eps]
+        return max(rows or attacks, key=lambda a: a.steps).metrics["ndcg@10"]
+
+    pgd100 = {k: strongest(r.attacks) for k, r in result.models.items()}
     return dict(backend=backend, adversarial_s=round(t_adv, 2), robustness_s=round(t_rob, 2),
-                epochs=epochs, attacks=len(result["grid"]), clean_ndcg10=clean,
+                epochs=epochs, attacks=len(result.grid), clean_ndcg10=clean,
                 pgd100_eps05_ndcg10=pgd100)
 
 
@@ -86,14 +87,15 @@ def main(argv=None) -> None:
     art = Path(args.artifacts)
     data = ValidatedData.load(art / "validated_interactions")
     pretrained = TrainedModels.load(art / "pretrained_recommender")
+    gan = GanSamples.load(art / "gan_samples") if cfg.adversarial.gan_weighting else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
     # one untimed pass of the evaluation primitives so CUDA context and kernels load first
     warm = {k: m.to(device) for k, m in pretrained.models.items()}
-    from rrec_core.train import evaluate_model
+    from rrec_core.evaluation.ranking import evaluate_model
     for m in warm.values():
         evaluate_model(m, data.split, "valid", EvalConfig(ks=(10,)))
-    runs = [run_once(b, device, data, pretrained, cfg) for b in ("rrec", "reference")]
+    runs = [run_once(b, device, data, pretrained, gan, cfg) for b in ("rrec", "reference")]
     for r in runs:
         print(f"{r['backend']:9s}: adversarial_train {r['adversarial_s']:7.2f} s (epochs {r['epochs']}), "
               f"evaluate_robustness {r['robustness_s']:7.2f} s ({r['attacks']} attacks x "
@@ -106,7 +108,8 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(dict(meta=meta, runs=runs), indent=1))
     lines = [f"# Adversarial stages, compiled ops vs reference — {name} ({today})", "",
-             f"torch {meta['torch']}; ML-100K; params.yaml defaults; one process, same seeds.", "",
+             f"torch {meta['torch']}; data {cfg.data.path}; config {args.params} (gan_weighting "
+             f"{cfg.adversarial.gan_weighting}); one process, same seeds.", "",
              "| ops | adversarial_train s | evaluate_robustness s | epochs | "
              "clean NDCG@10 (adv MF / adv hybrid) | strongest L2 PGD at the training ε, NDCG@10 |",
              "|---|---:|---:|---|---|---|"]

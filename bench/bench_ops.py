@@ -2,12 +2,13 @@
 
 Same grid and method as ../shared/bench/anchor_kernels.py (the H100 anchors in DESIGN.md):
 a copy-bandwidth floor (bytes read + written), then for each op and shape the median time
-of eager PyTorch, torch.compile of the same function, and the rrec op; then a sparse APR
-row step and a training step (BPR, naive APR, APR with the ops).
+of eager PyTorch, torch.compile of the same function, and the rrec op; then a training step
+(BPR, naive APR, and APR as rrec trains it).
 
     python bench/bench_ops.py                  # CUDA: full grid, fp32 and bf16
     python bench/bench_ops.py --device cpu     # reduced grid (includes 1M x 64 fp32)
     python bench/bench_ops.py --device cpu --no-compile
+    python bench/bench_ops.py --device cpu --no-compile --smoke   # tiny: proves it runs
 
 Writes bench/results/ops_<device>_<date>.{json,md}. Timing: CUDA events (median of 50
 after 10 warm-up calls) on CUDA, torch.utils.benchmark blocked_autorange (median) on CPU.
@@ -29,6 +30,7 @@ import torch.utils.benchmark as tb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 import rrec_core.ops as ops  # noqa: E402
+from rrec_core.attacks import Attack, perturbations  # noqa: E402
 
 EPS, ALPHA = 0.5, 0.1
 CUDA_SHAPES = [(4096, 64), (65536, 64), (1_000_000, 64), (10_000_000, 64), (1_000_000, 384),
@@ -38,10 +40,13 @@ CPU_SHAPES = [(4096, 64), (65536, 64), (1_000_000, 64)]
 
 # ---- timing ---------------------------------------------------------------------------
 
+MIN_RUN_S = 0.5  # per CPU figure; --smoke lowers it (the figures then mean nothing)
+
+
 def time_ms(fn, device: torch.device) -> float:
     """Median milliseconds per call of fn()."""
     if device.type != "cuda":
-        return tb.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.5).median * 1e3
+        return tb.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=MIN_RUN_S).median * 1e3
     for _ in range(10):
         fn()
     torch.cuda.synchronize()
@@ -58,7 +63,7 @@ def time_ms(fn, device: torch.device) -> float:
 
 def copy_bandwidth(device: torch.device) -> float:
     """GB/s of a device-to-device copy, bytes read + written (the floor's denominator)."""
-    n = (512 if device.type == "cuda" else 64) * 1024 * 1024  # 2 GiB / 256 MiB of fp32
+    n = (512 if device.type == "cuda" else 64 if MIN_RUN_S >= 0.5 else 1) * 1024 * 1024  # 2 GiB / 256 MiB fp32
     x = torch.randn(n, device=device)
     y = torch.empty_like(x)
     ms = time_ms(lambda: y.copy_(x), device)
@@ -92,12 +97,6 @@ def pgd_l2(d, g, eps, alpha):
     d = d + alpha * g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
     n = d.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return d * (eps / n).clamp(max=1.0)
-
-
-def sparse_apr(table, grad_rows, idx, eps):
-    """Naive per-occurrence APR rows (repeats are not summed, unlike ops.perturb_rows)."""
-    rows = table.index_select(0, idx)
-    return rows + eps * grad_rows / grad_rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 # ---- one benchmark row ----------------------------------------------------------------
@@ -160,18 +159,7 @@ def bench_kernels(r: Runner, shapes, dtypes):
             del g, dl, dl2
 
 
-def bench_sparse(r: Runner, table_rows: int, batches, dtype=torch.float32):
-    dev = r.device
-    table = torch.randn(table_rows, 64, device=dev, dtype=dtype)
-    for b in batches:
-        idx = torch.randint(0, table_rows, (b,), device=dev)
-        gr = torch.randn(b, 64, device=dev, dtype=dtype)
-        nbytes = 3 * b * 64 * table.element_size() + b * 8
-        r.measure("sparse_apr", (b, 64), dtype, nbytes, sparse_apr,
-                  lambda: ops.perturb_rows(table, idx, gr, EPS, "l2"), args=(table, gr, idx, EPS))
-
-
-# ---- training step: BPR vs naive APR vs APR with the ops ------------------------------
+# ---- training step: BPR vs naive APR vs APR as rrec trains it ---------------------------
 
 class MF(torch.nn.Module):
     """Matrix factorisation scored by dot products, trained with the BPR loss."""
@@ -205,17 +193,21 @@ def apr_naive_step(m, opt, u, p, q, eps=EPS, lam=1.0):
     opt.step()
 
 
-def apr_ops_step(m, opt, u, p, q, eps=EPS, lam=1.0):
-    """APR with rrec ops: perturbed rows from the summed gradient of each table row (the
-    item table's positives and negatives together), as a whole-table perturbation."""
+def apr_rrec_step(m, opt, u, p, q, eps=EPS, lam=1.0):
+    """APR as rrec trains it (rrec_core.training.adversarial.AdversarialLoss, method "apr"): the
+    batch's unique rows, their closed-form summed BPR gradients and one L2 step of ops.pgd_step
+    (rrec_core.attacks.perturbations: a row that repeats moves once, as in a whole-table
+    perturbation), batch rows gathered with index_select. Same objective as apr_naive_step."""
     opt.zero_grad(set_to_none=True)
-    eu, ep, eq = m.users(u), m.items(p), m.items(q)
-    loss = bpr(eu, ep, eq)
-    gu, gp, gq = torch.autograd.grad(loss, (eu, ep, eq), retain_graph=True)
-    adv_u = ops.perturb_rows(m.users.weight, u, gu, eps, "l2")
-    adv_i = ops.perturb_rows(m.items.weight, torch.cat([p, q]), torch.cat([gp, gq]), eps, "l2")
-    adv_p, adv_q = adv_i.split(len(p))
-    (loss + lam * bpr(adv_u, adv_p, adv_q)).backward()
+    uu, u_idx = torch.unique(u, return_inverse=True)
+    ii, inv = torch.unique(torch.cat([p, q]), return_inverse=True)
+    p_idx, q_idx = inv[: len(p)], inv[len(p):]
+    U, V = m.users(uu), m.items(ii)
+    loss = bpr(U.index_select(0, u_idx), V.index_select(0, p_idx), V.index_select(0, q_idx))
+    dU, dV = perturbations(U, V, u_idx, p_idx, q_idx, Attack(eps=eps, steps=1, norm="l2"))
+    Ua, Va = U + dU, V + dV
+    adv = bpr(Ua.index_select(0, u_idx), Va.index_select(0, p_idx), Va.index_select(0, q_idx))
+    (loss + lam * adv).backward()
     opt.step()
 
 
@@ -229,14 +221,14 @@ def bench_training(device: torch.device, batches, n_users=100_000, n_items=50_00
         q = torch.randint(0, n_items, (b,), device=device)
         t = {name: time_ms(lambda: step(m, opt, u, p, q), device)
              for name, step in [("bpr", bpr_step), ("apr_naive", apr_naive_step),
-                                ("apr_ops", apr_ops_step)]}
+                                ("apr_rrec", apr_rrec_step)]}
         row = dict(op="train_step", users=n_users, items=n_items, dim=dim, batch=b,
-                   bpr_ms=t["bpr"], apr_naive_ms=t["apr_naive"], apr_ops_ms=t["apr_ops"],
-                   naive_ratio=t["apr_naive"] / t["bpr"], ops_ratio=t["apr_ops"] / t["bpr"])
+                   bpr_ms=t["bpr"], apr_naive_ms=t["apr_naive"], apr_rrec_ms=t["apr_rrec"],
+                   naive_ratio=t["apr_naive"] / t["bpr"], rrec_ratio=t["apr_rrec"] / t["bpr"])
         rows.append(row)
         print(f"train step batch {b:>6d}: BPR {t['bpr']:.3f} ms  naive APR {t['apr_naive']:.3f} ms "
-              f"(x{row['naive_ratio']:.2f})  APR+ops {t['apr_ops']:.3f} ms "
-              f"(x{row['ops_ratio']:.2f})", flush=True)
+              f"(x{row['naive_ratio']:.2f})  APR (rrec) {t['apr_rrec']:.3f} ms "
+              f"(x{row['rrec_ratio']:.2f})", flush=True)
         del m, opt
     return rows
 
@@ -264,14 +256,14 @@ def markdown(meta: dict, kernel_rows: list[dict], train_rows: list[dict]) -> str
             f"{pct(r['eager_bw'])} | {pct(r['compiled_bw'])} | {pct(r['rrec_bw'])} | "
             f"×{r['speedup_vs_eager']:.2f} | {_fmt(r['speedup_vs_compiled'], '.2f')} |")
     if train_rows:
-        lines += ["", "Training step (MF, Adam; naive APR = per-occurrence FGSM; APR+ops = "
-                  "perturb_rows, summed repeats):", "",
-                  "| users | items | dim | batch | BPR ms | naive APR ms | APR+ops ms | "
-                  "naive / BPR | ops / BPR |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "Training step (MF, Adam; naive APR = per-occurrence FGSM; APR (rrec) = as "
+                  "rrec trains it: unique rows, summed gradients, ops.pgd_step, index_select):", "",
+                  "| users | items | dim | batch | BPR ms | naive APR ms | APR (rrec) ms | "
+                  "naive / BPR | rrec / BPR |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in train_rows:
             lines.append(f"| {r['users']} | {r['items']} | {r['dim']} | {r['batch']} | "
-                         f"{r['bpr_ms']:.3f} | {r['apr_naive_ms']:.3f} | {r['apr_ops_ms']:.3f} | "
-                         f"{r['naive_ratio']:.2f} | {r['ops_ratio']:.2f} |")
+                         f"{r['bpr_ms']:.3f} | {r['apr_naive_ms']:.3f} | {r['apr_rrec_ms']:.3f} | "
+                         f"{r['naive_ratio']:.2f} | {r['rrec_ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -280,8 +272,13 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny grid, short timings: proves the script runs (the test suite uses it), measures nothing")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    global MIN_RUN_S
+    if args.smoke:
+        MIN_RUN_S = 0.01
     if not ops.backends().get(device.type):
         sys.exit(f"rrec ops have no compiled {device.type} kernels: build the extension first")
     cuda = device.type == "cuda"
@@ -293,14 +290,15 @@ def main(argv=None) -> None:
         if hasattr(torch._dynamo.config, knob):
             setattr(torch._dynamo.config, knob, 1024)
     runner = Runner(device, not args.no_compile, bw)
-    if cuda:
+    if args.smoke:
+        bench_kernels(runner, [(256, 64)], [torch.float32])
+        train = bench_training(device, (512,), n_users=2_000, n_items=1_000)
+    elif cuda:
         bench_kernels(runner, CUDA_SHAPES, [torch.float32, torch.bfloat16])
-        bench_sparse(runner, 1_000_000, (4096, 65536, 1_000_000))
         train = bench_training(device, (4096, 65536))
     else:
         bench_kernels(runner, CPU_SHAPES, [torch.float32])
         bench_kernels(runner, [(1_000_000, 64)], [torch.bfloat16])
-        bench_sparse(runner, 1_000_000, (4096, 65536))
         train = bench_training(device, (4096,))
 
     today = dt.date.today().isoformat()

@@ -1,10 +1,10 @@
-"""The profiler's word on where the training-step and sparse-row time goes (CUDA).
+"""The profiler's word on where the training-step time goes (CUDA).
 
     python bench/profile_ops.py [--batch 4096] [--out DIR]
 
-Profiles 20 steps each of BPR, naive APR and APR with the ops (bench_ops.py's MF model), and
-20 calls of perturb_rows vs the eager sparse APR rows, and prints the top entries by CUDA and
-by CPU time (the wall of a launch-bound step is CPU time). Writes profile_<batch>.txt under --out.
+Profiles 20 steps each of BPR, naive APR and APR as rrec trains it (bench_ops.py's MF model and
+steps), and prints the top entries by CUDA and by CPU time (the wall of a launch-bound step is CPU
+time). Writes profile_<batch>.txt under --out.
 """
 from __future__ import annotations
 
@@ -36,14 +36,9 @@ def main(argv=None) -> None:
     u = torch.randint(0, n_users, (b,), device=dev)
     p = torch.randint(0, n_items, (b,), device=dev)
     q = torch.randint(0, n_items, (b,), device=dev)
-    table = torch.randn(1_000_000, 64, device=dev)
-    idx = torch.randint(0, 1_000_000, (b,), device=dev)
-    gr = torch.randn(b, 64, device=dev)
     cases = [("bpr step", lambda: bo.bpr_step(m, opt, u, p, q)),
              ("naive APR step", lambda: bo.apr_naive_step(m, opt, u, p, q)),
-             ("APR+ops step", lambda: bo.apr_ops_step(m, opt, u, p, q)),
-             ("eager sparse APR rows", lambda: bo.sparse_apr(table, gr, idx, bo.EPS)),
-             ("perturb_rows", lambda: bo.ops.perturb_rows(table, idx, gr, bo.EPS, "l2"))]
+             ("APR (rrec) step", lambda: bo.apr_rrec_step(m, opt, u, p, q))]
     for name, fn in cases:
         for _ in range(10):
             fn()

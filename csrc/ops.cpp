@@ -1,6 +1,6 @@
 // Schemas of the rrec ops (one namespace, TORCH_LIBRARY) and the Python module stub.
-// Kernels are registered per backend in cpu/ and cuda/; fake (meta) kernels and the
-// autograd formula of perturb_rows are registered from Python (rrec_core/ops/_meta.py).
+// Kernels are registered per backend in cpu/ and cuda/; fake (meta) kernels are registered
+// from Python (rrec_core/ops/_meta.py). None of the ops has an autograd formula.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -25,8 +25,4 @@ TORCH_LIBRARY(rrec, m) {
   m.def(
       "pgd_step_(Tensor(a!) d, Tensor g, float alpha, Tensor? alpha_rows, float eps, "
       "Tensor? eps_rows, str norm) -> ()");
-  // Perturbed batch rows table[idx] + delta, delta from the summed gradient of repeated rows.
-  m.def(
-      "perturb_rows(Tensor table, Tensor idx, Tensor grad_rows, float eps, Tensor? eps_rows, "
-      "str norm) -> Tensor");
 }

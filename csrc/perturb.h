@@ -84,9 +84,6 @@ inline void check_writable(const at::Tensor& d, const at::Tensor* other) {
 // Computes out[r] for OpKind kind over the rows of a (and b for pgd). out may alias a.
 using RowLauncher = void (*)(OpKind kind, Norm norm, const at::Tensor& a, const at::Tensor& b,
                              const at::Tensor& out, Radius eps, Radius alpha);
-// out[i] = table[idx[i]] + delta(sum of grad rows j with idx[j] == idx[i]).
-using SparseLauncher = void (*)(Norm norm, const at::Tensor& table, const at::Tensor& idx,
-                                const at::Tensor& grad, const at::Tensor& out, Radius eps);
 
 constexpr Radius kNoRadius{0.f, nullptr, 0};
 
@@ -153,35 +150,6 @@ at::Tensor pgd_step_op(const at::Tensor& d, const at::Tensor& g, double alpha,
   const auto er = row_scale(eps_rows, d.size(0), d, "eps_rows");
   at::Tensor out = at::empty({d.size(0), d.size(1)}, d.options());
   if (out.numel() > 0) L(OpKind::Pgd, n, d, g, out, radius_of(eps, er), radius_of(alpha, ar));
-  return out;
-}
-
-template <SparseLauncher L>
-at::Tensor perturb_rows_op(const at::Tensor& table, const at::Tensor& idx, const at::Tensor& grad,
-                           double eps, const std::optional<at::Tensor>& eps_rows,
-                           c10::string_view norm) {
-  check_matrix(table, "table");
-  check_matrix(grad, "grad_rows");
-  const Norm n = parse_norm(norm);
-  check_scalar(eps, "eps");
-  TORCH_CHECK(idx.dim() == 1, "rrec: idx must be 1-D, got ", idx.dim(), "-D");
-  TORCH_CHECK(idx.scalar_type() == at::kLong || idx.scalar_type() == at::kInt,
-              "rrec: idx must be int64 or int32, got ", idx.scalar_type());
-  TORCH_CHECK(idx.device() == table.device() && grad.device() == table.device(),
-              "rrec: table, idx and grad_rows must be on one device");
-  TORCH_CHECK(grad.size(0) == idx.size(0) && grad.size(1) == table.size(1),
-              "rrec: grad_rows must have shape [len(idx), table dim] = [", idx.size(0), ", ",
-              table.size(1), "], got ", grad.sizes());
-  TORCH_CHECK(grad.scalar_type() == table.scalar_type(),
-              "rrec: grad_rows and table dtypes differ");
-  const int64_t b = idx.size(0);
-  TORCH_CHECK(b == 0 || table.size(0) > 0, "rrec: idx is not empty but the table has no rows");
-  const auto er = row_scale(eps_rows, b, table, "eps_rows");
-  at::Tensor out = at::empty({b, table.size(1)}, table.options());
-  if (out.numel() > 0) {
-    const at::Tensor idx64 = idx.to(at::kLong).contiguous();  // no copy when already so
-    L(n, table, idx64, grad, out, radius_of(eps, er));
-  }
   return out;
 }
 

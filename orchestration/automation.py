@@ -2,16 +2,28 @@
 from pathlib import Path
 
 import yaml
-from dagster import (AssetSelection, DefaultScheduleStatus, DefaultSensorStatus, RunRequest, ScheduleDefinition,
-                     SensorEvaluationContext, SkipReason, define_asset_job, sensor)
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
 
-from orchestration.config import project_params
+from orchestration.resources import schedule_config
 
 retrain_job = define_asset_job(
     "retrain", selection=AssetSelection.groups("rrec"),
-    description="The whole chain: raw data -> validation -> text embeddings -> training -> evaluation.")
+    description="The whole graph: raw data -> validation -> text embeddings -> pretraining -> GAN samples -> "
+                "adversarial fine-tuning -> poisoning and robustness evaluation.")
 
-_sched = project_params().schedule
+# a schedule's cron is part of the definitions, so it is read when the code location loads (the only
+# setting that is; every run reads its config when it starts)
+_sched = schedule_config()
 weekly_retraining = ScheduleDefinition(
     name="weekly_retraining", job=retrain_job, cron_schedule=_sched.cron, execution_timezone=_sched.timezone,
     default_status=DefaultScheduleStatus.STOPPED,

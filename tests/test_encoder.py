@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rrec_core.config import EncoderConfig
-from rrec_core.encoder import embed_items, encode_texts, item_texts, load_language_model, mean_pool
+from rrec_core.lm.encoder import embed_items, encode_texts, item_texts, load_language_model, mean_pool
 
 
 def test_mean_pool_ignores_padding():
@@ -44,7 +44,7 @@ def test_embed_items_caches_by_model_and_text(tiny_bert, tmp_path):
 
 
 def test_packaged_model_resolves_offline():
-    from rrec_core.encoder import resolve_model_path
+    from rrec_core.lm.encoder import resolve_model_path
 
     path = resolve_model_path("packaged:all-MiniLM-L6-v2")
     assert (torch.__version__ and __import__("pathlib").Path(path, "config.json").exists())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rrec_core.metrics import evaluate_full_ranking, topk_metrics
+from rrec_core.evaluation.ranking import evaluate_full_ranking, topk_metrics
 
 
 def test_topk_metrics_hand_checked():

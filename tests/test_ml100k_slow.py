@@ -1,11 +1,8 @@
 """The real chain on MovieLens-100K with the packaged MiniLM (minutes; CI runs it)."""
-import json
-import os
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -22,39 +19,53 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from orchestration.definitions import defs
 
-    run_config = {"ops": {"raw_interactions": {"config": params["data"]},
-                          "item_text_embeddings": {"config": params["encoder"]}}}
-    result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config)
+    result = materialize(list(defs.assets), resources=defs.resources)
     assert result.success
-    m = json.loads(Path("metrics/pretrain.json").read_text())
+    from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
+
+    m = PretrainResult.from_json(Path("metrics/pretrain.json").read_text()).models
     # RecBole 1.2.1 BPR on the same protocol: NDCG@10 0.286 (docs/results.md); within 3%
-    assert m["mf_bpr"]["ndcg@10"] >= 0.97 * 0.286
-    assert m["text_hybrid"]["ndcg@10"] >= m["mf_bpr"]["ndcg@10"] - 1e-9
-    assert m["mf_bpr"]["hit@10"] > 0.7
+    assert m["mf_bpr"].test["ndcg@10"] >= 0.97 * 0.286
+    assert m["text_hybrid"].test["ndcg@10"] >= m["mf_bpr"].test["ndcg@10"] - 1e-9
+    assert m["mf_bpr"].test["hit@10"] > 0.7
 
     # adversarial fine-tuning: clean quality kept, and robust to PGD-100 at eps=0.5 (absolute, L2)
-    r = json.loads(Path("metrics/robustness.json").read_text())["models"]
+    r = RobustnessResult.from_json(Path("metrics/robustness.json").read_text()).models
+
+    def pgd100(model):
+        return [a for a in model.attacks if a.steps == 100 and a.norm == "l2" and a.scale == "absolute"
+                and a.eps == 0.5][0]
+
+    def worst(model, scale, eps):
+        return [w for w in model.worst_case if w.norm == "l2" and w.scale == scale and w.eps == eps][0]
+
     for kind in ("mf_bpr", "text_hybrid"):
         pre, adv = r[f"pretrained/{kind}"], r[f"adversarial/{kind}"]
-        assert adv["clean"]["ndcg@10"] >= 0.98 * pre["clean"]["ndcg@10"]
-        pgd = [a for a in adv["attacks"] if a["steps"] == 100 and a["norm"] == "l2" and a["scale"] == "absolute"
-               and a["eps"] == 0.5][0]
-        pgd_pre = [a for a in pre["attacks"] if a["steps"] == 100 and a["norm"] == "l2" and a["scale"] == "absolute"
-                   and a["eps"] == 0.5][0]
-        assert pgd["ndcg@10_kept"] >= 0.70
-        assert pgd["ndcg@10_kept"] > pgd_pre["ndcg@10_kept"]
+        assert adv.clean["ndcg@10"] >= 0.98 * pre.clean["ndcg@10"]
+        assert pgd100(adv).ndcg_kept >= 0.70 and pgd100(adv).ndcg_kept > pgd100(pre).ndcg_kept
+        # the number that matters is the per-user worst case over the whole suite (docs/robustness.md);
+        # measured 2026-12-02: adversarial 54.6% / 57.7% kept at eps 0.5 abs, 42.3% / 44.5% at 0.25 rel,
+        # pretrained 21.7% / 25.4% and 15.4% / 16.4% (the issue's goals, 70% / 60%, are not met yet)
+        for scale, eps, floor in (("absolute", 0.5, 0.50), ("relative", 0.25, 0.38)):
+            w_adv, w_pre = worst(adv, scale, eps), worst(pre, scale, eps)
+            assert w_adv.ndcg_kept >= floor, (kind, scale, w_adv.ndcg_kept)
+            assert w_adv.ndcg_kept > 2 * w_pre.ndcg_kept, (kind, scale)
+        # the ranking attacks are stronger than the training adversary: never judged by it alone
+        assert worst(adv, "absolute", 0.5).ndcg < pgd100(adv).metrics["ndcg@10"] - 0.03
 
     # poisoning (issue 5): each 3% attack moves its targets for the undefended pipeline; the screen
-    # catches its fakes; the defended pipeline keeps at most 20% of that effect at <= 2% NDCG@10 cost
-    p = json.loads(Path("metrics/poisoning.json").read_text())
-    assert set(p["attacks"]) == {"bandwagon", "gan"}
-    for attack, res in p["attacks"].items():
-        assert res["screen"]["recall"] >= 0.9 and res["screen"]["precision"] >= 0.8, attack
+    # catches its fakes; the defended pipeline keeps at most 20% of that effect at <= 2% NDCG@10 cost.
+    # No HR@10 gate: these attacks put no target in any real user's top 10 (HR@10 is 0 in every arm),
+    # so such a gate would pass for any defence (issue 16 builds attacks that bite).
+    p = PoisoningResult.from_json(Path("metrics/poisoning.json").read_text())
+    assert set(p.attacks) == {"bandwagon", "gan"}
+    for attack, res in p.attacks.items():
+        assert res.screen.recall >= 0.9 and res.screen.precision >= 0.8, attack
         for stage in ("pretrained", "adversarial"):
-            und, dfd = res["undefended"][stage], res["defended"][stage]
+            und, dfd = getattr(res.arms["undefended"], stage), getattr(res.arms["defended"], stage)
             assert und["prediction_shift"] > 0.1, (attack, stage)  # the attack works before defence is judged
             assert dfd["prediction_shift"] <= 0.2 * und["prediction_shift"], (attack, stage)
-            assert dfd["promotion@10"] <= 0.2 * max(und["promotion@10"], 0.0) + 1e-12, (attack, stage)
             assert dfd["ndcg@10_change"] >= -0.02, (attack, stage)
         # GAN-weighted fine-tuning alone already damps the attack
-        assert res["gan_ft"]["adversarial"]["prediction_shift"] < res["undefended"]["adversarial"]["prediction_shift"]
+        assert (res.arms["gan_ft"].adversarial["prediction_shift"]
+                < res.arms["undefended"].adversarial["prediction_shift"])

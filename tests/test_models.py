@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from rrec_core.config import EvalConfig, SplitConfig, TrainConfig
+from rrec_core.config import EvalConfig, HybridConfig, SplitConfig
 from rrec_core.data.split import split_interactions
+from rrec_core.evaluation.ranking import evaluate_model
 from rrec_core.models import load_recommender, save_recommender
-from rrec_core.train import NegativeSampler, build_model, evaluate_model, train_recommender, warm_start_from
+from rrec_core.training.loop import build_model, train_recommender, warm_start_from
+from rrec_core.training.sampling import NegativeSampler
 
 
 @pytest.fixture()
@@ -37,7 +39,7 @@ def test_sampler_never_returns_training_positives(split):
 
 @pytest.mark.parametrize("kind", ["mf_bpr", "text_hybrid"])
 def test_loss_decreases_and_beats_random(split, kind):
-    cfg = TrainConfig(**FAST)
+    cfg = HybridConfig(**FAST)
     model = build_model(kind, split, cfg, _feats(split))
     res = train_recommender(model, split, cfg, EvalConfig(ks=(10,)), progress=False)
     losses = [h["loss"] for h in res.history]
@@ -46,21 +48,21 @@ def test_loss_decreases_and_beats_random(split, kind):
 
 
 def test_training_is_reproducible(split):
-    cfg = TrainConfig(**{**FAST, "epochs": 3})
+    cfg = HybridConfig(**{**FAST, "epochs": 3})
     a = train_recommender(build_model("mf_bpr", split, cfg), split, cfg, EvalConfig(ks=(10,)), progress=False)
     b = train_recommender(build_model("mf_bpr", split, cfg), split, cfg, EvalConfig(ks=(10,)), progress=False)
     assert torch.equal(a.model.user_embedding.weight, b.model.user_embedding.weight)
 
 
 def test_best_checkpoint_is_kept(split):
-    cfg = TrainConfig(**{**FAST, "lr": 0.05, "epochs": 20})
+    cfg = HybridConfig(**{**FAST, "lr": 0.05, "epochs": 20})
     res = train_recommender(build_model("mf_bpr", split, cfg), split, cfg, EvalConfig(ks=(10,)), progress=False)
     now = evaluate_model(res.model, split, "valid", EvalConfig(ks=(10,)))["ndcg@10"]
     assert now == pytest.approx(max(h["valid_ndcg@10"] for h in res.history))
 
 
 def test_warm_start_never_loses_validation(split):
-    cfg = TrainConfig(**FAST)
+    cfg = HybridConfig(**FAST)
     mf = train_recommender(build_model("mf_bpr", split, cfg), split, cfg, EvalConfig(ks=(10,)), progress=False)
     hyb = build_model("text_hybrid", split, cfg, _feats(split))
     warm_start_from(hyb, mf.model)
@@ -70,7 +72,7 @@ def test_warm_start_never_loses_validation(split):
 
 @pytest.mark.parametrize("kind", ["mf_bpr", "text_hybrid"])
 def test_save_load_roundtrip(split, tmp_path, kind):
-    cfg = TrainConfig(**{**FAST, "epochs": 2})
+    cfg = HybridConfig(**{**FAST, "epochs": 2})
     model = build_model(kind, split, cfg, _feats(split))
     train_recommender(model, split, cfg, EvalConfig(ks=(10,)), progress=False)
     save_recommender(model, tmp_path / kind)

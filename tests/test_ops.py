@@ -4,6 +4,7 @@ Inputs are fresh random numbers each run (the seed is printed, so a failure can 
 replayed with RREC_TEST_SEED). Kernel tests fail, not skip, when the extension is missing:
 `make test` builds it. CUDA variants are skipped when no CUDA device is present.
 """
+import math
 import os
 import subprocess
 import sys
@@ -20,11 +21,23 @@ CUDA = pytest.param("cuda", marks=[
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])
 DEVICES = ["cpu", CUDA]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# Kernel and reference compute the same fp32 value up to summation order; the one
-# rounding to a 16-bit dtype can then land one ulp apart.
-TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5),
-       torch.float16: dict(atol=1e-3, rtol=2e-3),
-       torch.bfloat16: dict(atol=1e-2, rtol=1.6e-2)}
+EPS32 = torch.finfo(torch.float32).eps
+# Tolerances, stated in ulps of the output dtype. The ops compute in float32 and round once to
+# the output dtype (docs/ops.md). Against `oracle` (the contract evaluated in float64 on the same,
+# already rounded inputs) an element may be off by
+#   ULPS * ulp(exact)           the one rounding to the dtype is 0.5 ulp; 1 ulp leaves room for
+#                               the float32 error to tip a near-tie the other way
+# + FP32_TERMS * eps32 * size   the float32 arithmetic, relative to the size of the terms the
+#                               element is made of: |result| for fgsm / project; for pgd_step
+#                               |d| + |fgsm(g)|, which may cancel in the sum (times the row's
+#                               projection factor).
+# Measured on CPU (seeds 0-5, every layout, d <= 384, kernel and reference alike): 16-bit outputs
+# within 0.50 ulp of the exact value, float32 ones within 4.1 ulp = 2.1 eps32 * |result| (the norm's
+# summation order); the largest error / allowed was 0.50 (16-bit) and 0.32 (float32). For bf16 the
+# bound is a relative error of 2^-8 .. 2^-7 per element, where the former atol=1e-2, rtol=1.6e-2
+# let a 50% error through on outputs of size ~0.02 (d = 384).
+ULPS = 1.0
+FP32_TERMS = 8.0
 DIMS = [1, 3, 64, 130, 384]
 ROWS = [0, 1, 1000]
 NORMS = ["l2", "linf"]
@@ -85,8 +98,89 @@ def radii(n, device):
     return [0.3, per_row, per_row.unsqueeze(1), torch.tensor(0.2, device=device)]
 
 
+def ulp(x, dtype):
+    """float64 tensor of dtype's spacing at |x|: eps * 2^floor(log2 |x|), and the subnormal
+    spacing below the normal range (so exact zeros get the smallest step there is)."""
+    fi = torch.finfo(dtype)
+    _, e = torch.frexp(x.abs().clamp_min(fi.smallest_normal))
+    return torch.ldexp(torch.full_like(x, fi.eps), e - 1)
+
+
+def assert_near(got, exact, slack, dtype, msg=""):
+    """got (of dtype) within ULPS ulp(exact) + slack of the float64 `exact`, element-wise;
+    NaN exactly where exact is NaN."""
+    assert got.dtype == dtype and got.shape == exact.shape, (got.dtype, got.shape, exact.shape)
+    g, exact = got.detach().cpu().double(), exact.detach().cpu().double()
+    slack = torch.as_tensor(slack, dtype=torch.float64).cpu()
+    nan = exact.isnan()
+    assert torch.equal(g.isnan(), nan), f"{msg}: NaN pattern differs from the contract"
+    err = torch.where(nan, 0.0, (g - exact).abs())
+    tol = ULPS * ulp(exact, dtype) + slack
+    if (err > tol).any():
+        i = int(torch.argmax(torch.where(nan, -math.inf, err / tol)))
+        pos = tuple(int(v) for v in torch.unravel_index(torch.tensor(i), exact.shape))
+        raise AssertionError(
+            f"{msg}: {int((err > tol).sum())} of {err.numel()} elements out of tolerance; worst "
+            f"at {pos}: got {g[pos].item():.9g}, exact {exact[pos].item():.9g}, off by "
+            f"{(err / ulp(exact, dtype))[pos].item():.3g} ulp {dtype} (allowed {(tol / ulp(exact, dtype))[pos].item():.3g})")
+
+
 def close(actual, expected, dtype, msg=""):
-    torch.testing.assert_close(actual, expected, **TOL[dtype], equal_nan=True, msg=msg or None)
+    """Two results of the ops' float32 arithmetic (each within the bound above of the exact
+    value): twice the bound apart at most, the float32 term taken relative to the row scale."""
+    e = expected.detach().double()
+    rowscale = e.abs().nan_to_num(0.0).amax(dim=1, keepdim=True) if e.numel() else e
+    exact = e.cpu()
+    assert_near(actual, exact, 2 * FP32_TERMS * EPS32 * rowscale.cpu() + ULPS * ulp(exact, dtype),
+                dtype, msg)
+
+
+def _f32(v):
+    """A radius as the ops see it: float32 (a float, or a per-row column of floats), in float64."""
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().float().double()
+    return torch.tensor(v, dtype=torch.float32).double()
+
+
+def _column64(eps, rows):
+    e = _f32(eps)
+    return (e.reshape(1).expand(rows) if e.numel() == 1 else e.reshape(rows)).unsqueeze(1)
+
+
+def _fgsm64(G, e, norm):
+    if norm == "linf":
+        return e * torch.sign(G)
+    n = G.norm(dim=1, keepdim=True)
+    return torch.where(n > 0, G * (e / torch.where(n > 0, n, 1.0)), 0.0)
+
+
+def _project64(T, e, norm):
+    """(projected, per-row factor) for l2; (clamped, 1) for linf."""
+    if norm == "linf":
+        return torch.clamp(T, -e, e), 1.0
+    n = T.norm(dim=1, keepdim=True)
+    s = torch.where(n > e, e / torch.where(n > 0, n, 1.0), 1.0)
+    return T * s, s
+
+
+def oracle(name, x, g, eps, norm, alpha=0.15):
+    """(exact, slack): op `name` from the contract alone in float64, and the float32 allowance
+    FP32_TERMS * eps32 * size of the terms (see ULPS). Finite inputs only."""
+    X, G = x.detach().cpu().double(), g.detach().cpu().double()
+    e = _column64(eps, X.shape[0])
+    if name in ("fgsm",):
+        exact = _fgsm64(X, e, norm)
+        size = exact.abs()
+    elif name in ("project", "project_"):
+        exact, _ = _project64(X, e, norm)
+        size = exact.abs()
+    elif name in ("pgd_step", "pgd_step_"):
+        F = _fgsm64(G, _column64(alpha, X.shape[0]), norm)
+        exact, s = _project64(X + F, e, norm)
+        size = (X.abs() + F.abs()) * s
+    else:
+        raise ValueError(name)
+    return exact, FP32_TERMS * EPS32 * size
 
 
 def test_extension_is_built():
@@ -121,9 +215,13 @@ def test_op_matches_reference(device, dtype, norm, name, d, n, poison_outputs):
         # ||x_r|| ~ 0.6: rows fall on both sides of the l2 ball (both branches of min(1, .))
         x, _, _ = strided(rand(n, d, dtype, device, 0.6 / max(d, 1) ** 0.5), layout)
         g, _, _ = strided(rand(n, d, dtype, device), layout)
-        got, want = _call(name, x, g, eps, norm)
-        assert got.shape == (n, d) and got.dtype == dtype and got.is_contiguous()
-        close(got, want, dtype, f"{name} {norm} {layout} eps={eps!r:.40}")
+        got, ref = _call(name, x, g, eps, norm)
+        assert got.is_contiguous()  # the reference keeps its input's layout
+        exact, slack = oracle(name, x, g, eps, norm)
+        for who, out in (("kernel", got), ("reference", ref)):
+            assert out.shape == (n, d) and out.dtype == dtype, who
+            assert out.device.type == device and not out.isnan().any(), who
+            assert_near(out, exact, slack, dtype, f"{who} {name} {norm} {layout} eps={eps!r:.40}")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -138,14 +236,15 @@ def test_inplace_matches_reference(device, dtype, norm, name, d, n):
         values = rand(n, d, dtype, device, 0.6 / max(d, 1) ** 0.5)
         g = rand(n, d, dtype, device)
         x, buf, outside = strided(values, layout)
+        exact, slack = oracle(name, values, g, eps, norm)
+        r = values.clone()
         if name == "project_":
-            want = reference.project(values, eps, norm)
-            out = ops.project_(x, eps, norm)
+            out, ref = ops.project_(x, eps, norm), reference.project_(r, eps, norm)
         else:
-            want = reference.pgd_step(values, g, 0.15, eps, norm)
-            out = ops.pgd_step_(x, g, 0.15, eps, norm)
-        assert out is x
-        close(x, want, dtype, f"{name} {norm} {layout}")
+            out, ref = ops.pgd_step_(x, g, 0.15, eps, norm), reference.pgd_step_(r, g, 0.15, eps, norm)
+        assert out is x and ref is r
+        assert_near(x, exact, slack, dtype, f"kernel {name} {norm} {layout}")
+        assert_near(r, exact, slack, dtype, f"reference {name} {norm} {layout}")
         # nothing outside the view was written (the NaN poison is still there)
         assert torch.isnan(buf[outside].float()).all(), layout
 
@@ -155,9 +254,42 @@ def test_inplace_matches_reference(device, dtype, norm, name, d, n):
 def test_reduced_precision_accumulates_in_fp32(device, dtype):
     need_kernels(device)
     # 4096 equal entries: a 16-bit running sum of squares would lose most of them
+    # (an fp32 sum of them is exact: 36864, and the result exactly 1/64 in every dtype)
     g = torch.full((2, 4096), 3.0, dtype=dtype, device=device)
-    out = ops.fgsm(g, 1.0, "l2").float()
-    torch.testing.assert_close(out.norm(dim=1), torch.ones(2, device=device), atol=1e-2, rtol=0)
+    for out in (ops.fgsm(g, 1.0, "l2"), reference.fgsm(g, 1.0, "l2")):
+        assert_near(out, torch.full((2, 4096), 1 / 64, dtype=torch.float64), 0.0, dtype)
+    x = torch.full((2, 4096), 1 / 32, dtype=dtype, device=device)  # ||x|| = 2 > eps = 1
+    for out in (ops.project(x, 1.0, "l2"), ops.pgd_step(x, g, 1.0, 1.0, "l2")):
+        assert_near(out, torch.full((2, 4096), 1 / 64, dtype=torch.float64), 0.0, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("norm", NORMS)
+def test_empty_inputs(device, dtype, norm, poison_outputs):
+    """0 rows: every op returns an empty [0, dim] result of the input's dtype and device, with
+    eps / alpha as a float, a per-row tensor of length 0 ([0] and [0, 1]) or a 0-dim tensor."""
+    need_kernels(device)
+    d = 7
+    x = torch.empty(0, d, dtype=dtype, device=device)
+    g = torch.empty(0, d, dtype=dtype, device=device)
+    per_row = torch.rand(0, device=device)
+    for eps in (0.3, per_row, per_row.unsqueeze(1), torch.tensor(0.2, device=device)):
+        for impl in (ops, reference):
+            outs = {"fgsm": impl.fgsm(g, eps, norm), "project": impl.project(x, eps, norm),
+                    "pgd_step": impl.pgd_step(x, g, eps, eps, norm)}
+            t = x.clone()
+            assert impl.project_(t, eps, norm) is t
+            assert impl.pgd_step_(t, g, eps, eps, norm) is t
+            outs["in place"] = t
+            for what, out in outs.items():
+                where = f"{impl.__name__} {what} eps={eps!r:.30}"
+                assert out.shape == (0, d), where
+                assert out.dtype == dtype and out.device.type == device, where
+                assert not out.isnan().any(), where
+    # per-row eps must still have 0 rows
+    with pytest.raises(RuntimeError, match="eps_rows"):
+        ops.fgsm(g, torch.rand(2, device=device), norm)
 
 
 # ---- zero rows, NaN / Inf policy -----------------------------------------------------
@@ -174,8 +306,9 @@ def test_zero_rows_never_nan(device, dtype):
         assert (f[::2] == 0).all()
         p = ops.project(x, eps, "l2")
         assert not p.isnan().any() and (p[::2] == 0).all()
-        # a zero gradient row leaves d to the projection alone
-        close(ops.pgd_step(x, torch.zeros_like(x), 0.1, 10.0, "l2"), x, dtype)
+        # a zero gradient row leaves d to the projection alone (a radius no row reaches: with
+        # 10, as before, ||x_r|| ~ 8 +- 0.7 crossed it for about one seed in 150)
+        close(ops.pgd_step(x, torch.zeros_like(x), 0.1, 1e3, "l2"), x, dtype)
         assert not ops.pgd_step(x, x, 0.1, eps, "l2").isnan().any()
     assert (ops.fgsm(torch.zeros(3, 5, dtype=dtype, device=device), 1.0, "linf") == 0).all()
 
@@ -204,64 +337,6 @@ def test_nonfinite_policy(device, dtype, bad):
             assert got[1, 5].abs().item() == pytest.approx(0.5, rel=1e-2), name
 
 
-# ---- the sparse-row (APR) form -------------------------------------------------------
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("d", DIMS)
-@pytest.mark.parametrize("batch", ROWS)
-def test_perturb_rows_matches_reference(device, dtype, norm, d, batch, poison_outputs):
-    need_kernels(device)
-    table_rows = 50  # few rows: a batch of 1000 repeats most of them many times
-    cases = zip(("contiguous", "transposed", "padded_misaligned"),
-                (torch.int64, torch.int32, torch.int64), radii(batch, device))
-    for layout, idx_dtype, eps in cases:
-        table, _, _ = strided(rand(table_rows, d, dtype, device), layout)
-        idx = torch.randint(0, table_rows, (batch,), device=device, dtype=idx_dtype)
-        grad, _, _ = strided(rand(batch, d, dtype, device), layout)
-        got = ops.perturb_rows(table, idx, grad, eps, norm)
-        want = reference.perturb_rows(table, idx, grad, eps, norm)
-        assert got.shape == (batch, d) and got.dtype == dtype
-        close(got, want, dtype, f"{norm} {layout} {idx_dtype}")
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("norm", NORMS)
-def test_perturb_rows_is_whole_table_perturbation(device, norm):
-    """Repeated rows get the perturbation of their summed gradient (APR semantics)."""
-    need_kernels(device)
-    table = torch.randn(20, 16, device=device)
-    idx = torch.tensor([3, 7, 3, 3, 0, 7, 19], device=device)
-    grad = torch.randn(len(idx), 16, device=device)
-    full_grad = torch.zeros_like(table).index_add_(0, idx, grad)
-    want = (table + ops.fgsm(full_grad, 0.5, norm))[idx]
-    got = ops.perturb_rows(table, idx, grad, 0.5, norm)
-    close(got, want, torch.float32)
-    assert torch.equal(got[0], got[2]) and torch.equal(got[0], got[3])
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_perturb_rows_gradient_flows_to_table(device):
-    need_kernels(device)
-    table = torch.randn(10, 8, device=device, requires_grad=True)
-    idx = torch.tensor([1, 4, 1, 9], device=device)
-    grad = torch.randn(4, 8, device=device)
-    weights = torch.randn(4, 8, device=device)
-    (ops.perturb_rows(table, idx, grad, 0.5) * weights).sum().backward()
-    want = torch.zeros(10, 8, device=device).index_add_(0, idx, weights)
-    close(table.grad, want, torch.float32)
-
-
-def test_perturb_rows_rejects_bad_indices():
-    with pytest.raises(RuntimeError, match="out of range"):
-        ops.perturb_rows(torch.randn(5, 4), torch.tensor([0, 5]), torch.randn(2, 4), 0.1)
-    with pytest.raises(RuntimeError, match="out of range"):
-        ops.perturb_rows(torch.randn(5, 4), torch.tensor([-1]), torch.randn(1, 4), 0.1)
-    with pytest.raises(RuntimeError, match="grad_rows"):
-        ops.perturb_rows(torch.randn(5, 4), torch.tensor([0, 1]), torch.randn(3, 4), 0.1)
-
-
 # ---- argument errors -----------------------------------------------------------------
 
 def test_clear_errors():
@@ -288,7 +363,6 @@ def _opcheck_samples(device):
     x = torch.randn(33, 40, device=device)
     g = torch.randn(33, 40, device=device)
     r = torch.rand(33, device=device)
-    t = torch.randn(12, 40, device=device)
     yield torch.ops.rrec.fgsm.default, (g, 0.5, None, "l2")
     yield torch.ops.rrec.fgsm.default, (g.t().contiguous().t(), 0.5, r, "linf")
     yield torch.ops.rrec.project.default, (x.half(), 0.5, r, "l2")
@@ -297,9 +371,6 @@ def _opcheck_samples(device):
     yield torch.ops.rrec.pgd_step.default, (x, g, 0.1, r, 0.5, None, "l2")
     yield torch.ops.rrec.pgd_step.default, (x.bfloat16(), g.bfloat16(), 0.1, None, 0.5, r, "linf")
     yield torch.ops.rrec.pgd_step_.default, (x.clone(), g, 0.1, None, 0.5, r, "l2")
-    idx = torch.randint(0, 12, (33,), device=device)
-    yield torch.ops.rrec.perturb_rows.default, (t, idx, g, 0.5, None, "l2")
-    yield torch.ops.rrec.perturb_rows.default, (t.clone().requires_grad_(), idx, g, 0.5, r, "linf")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -315,22 +386,17 @@ def test_compile_fullgraph(device):
     need_kernels(device)
     torch._dynamo.reset()
 
-    def attack(table, idx, grad, d, g):
+    def attack(table, d, g):
         radius = 0.1 * table.norm(dim=1)  # norm-relative (per-row) eps
-        adv = ops.perturb_rows(table, idx, grad, 0.05, "l2")
         d = ops.pgd_step(d, g, 0.02, radius[: d.shape[0]], "l2")
         d = ops.project_(d, 0.04, "linf")
-        return adv, d + ops.fgsm(g, radius[: g.shape[0]], "linf")
+        return d + ops.fgsm(g, radius[: g.shape[0]], "linf")
 
     table = torch.randn(64, 32, device=device)
-    idx = torch.randint(0, 64, (48,), device=device)
-    grad = torch.randn(48, 32, device=device)
     d = torch.randn(16, 32, device=device) * 0.01
     g = torch.randn(16, 32, device=device)
     compiled = torch.compile(attack, fullgraph=True, backend="inductor")
-    for got, want in zip(compiled(table, idx, grad, d.clone(), g),
-                         attack(table, idx, grad, d.clone(), g)):
-        close(got, want, torch.float32)
+    close(compiled(table, d.clone(), g), attack(table, d.clone(), g), torch.float32)
 
 
 # ---- the reference fallback ----------------------------------------------------------
@@ -363,11 +429,6 @@ def test_fallback_when_extension_missing():
         "with warnings.catch_warnings():\n"
         "    warnings.simplefilter('ignore'); out = ops.fgsm(g, 1.0)\n"
         "assert torch.allclose(out, torch.tensor([[0.6, 0.8], [0.0, 0.0]])), out\n"
-        "t = torch.zeros(4, 2); idx = torch.tensor([1, 1])\n"
-        "with warnings.catch_warnings():\n"
-        "    warnings.simplefilter('ignore')\n"
-        "    rows = ops.perturb_rows(t, idx, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 1.0)\n"
-        "assert torch.allclose(rows, torch.full((2, 2), 0.5 ** 0.5)), rows\n"
     )
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300, cwd=repo)

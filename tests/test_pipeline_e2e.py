@@ -1,15 +1,14 @@
 """The whole Dagster chain, materialized in-process on a tiny generated dataset and a tiny BERT."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_tiny_atomic
 from dagster import materialize
 
-from conftest import write_tiny_atomic
-
-TINY_TRAIN = {"embedding_dim": 8, "lr": 0.01, "batch_size": 128, "epochs": 4, "patience": 3, "device": "cpu"}
+TINY_LOOP = {"lr": 0.01, "batch_size": 128, "epochs": 4, "patience": 3, "device": "cpu"}
+TINY_TRAIN = {"embedding_dim": 8, **TINY_LOOP}
 
 
 def tiny_params(data_path: str, bert: Path) -> dict:
@@ -23,7 +22,7 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["pretrain"]["text_hybrid"].update({**TINY_TRAIN, "lm_finetune_layers": 1, "lm_lr": 1e-4})
     params["evaluation"]["ks"] = [5, 10]
     params["adversarial"].update({"steps": 2, "text_eps": 0.05, "select_attack_steps": 2, "min_clean_ratio": 0.5,
-                                  "train": {**params["adversarial"]["train"], **TINY_TRAIN, "epochs": 2}})
+                                  "train": {**params["adversarial"]["train"], **TINY_LOOP, "epochs": 2}})
     params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3]})
     params["gan"].update({"epochs": 2, "pretrain_epochs": 2, "batch_size": 32, "hidden": 32, "fake_ratio": 0.1,
                           "n_targets": 2})
@@ -31,15 +30,9 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     return params
 
 
-def run_config(params: dict) -> dict:
-    return {"ops": {"raw_interactions": {"config": params["data"]},
-                    "item_text_embeddings": {"config": params["encoder"]},
-                    "pretrained_recommender": {"config": params["pretrain"]},
-                    "pretrain_evaluation": {"config": params["evaluation"]},
-                    "adversarial_recommender": {"config": params["adversarial"]},
-                    "robustness_evaluation": {"config": params["robustness"]},
-                    "gan_samples": {"config": params["gan"]},
-                    "poisoning_evaluation": {"config": params["poisoning"]}}}
+def run_config(overrides: dict | None = None) -> dict:
+    """Launchpad-style run config: params.yaml (the test's) plus these overrides on the rrec_config resource."""
+    return {"resources": {"rrec_config": {"config": overrides or {}}}}
 
 
 @pytest.fixture()
@@ -60,15 +53,21 @@ def _defs():
 def test_whole_chain_materializes(project):
     root, params = project
     defs = _defs()
-    result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(params))
+    # an override of one section must reach every stage that uses it (fine-tuning and the poisoning arms)
+    result = materialize(list(defs.assets), resources=defs.resources,
+                         run_config=run_config({"adversarial": {"eps": 0.3}}))
     assert result.success
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
                   "pretrain_evaluation", "gan_samples", "adversarial_recommender", "poisoning_evaluation",
                   "robustness_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
-    metrics = json.loads((root / "metrics" / "pretrain.json").read_text())
+    from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
+
+    metrics = PretrainResult.from_json((root / "metrics" / "pretrain.json").read_text()).models
     assert set(metrics) == {"mf_bpr", "text_hybrid"}
-    assert 0 <= metrics["mf_bpr"]["ndcg@10"] <= 1 and "recall@5" in metrics["text_hybrid"]
+    assert 0 < metrics["mf_bpr"].test["ndcg@10"] <= 1 and "recall@5" in metrics["text_hybrid"].test
+    assert "seconds" not in (root / "metrics" / "pretrain.json").read_text()  # timings are not tracked metrics
+    assert "seconds" not in (root / "metrics" / "curves" / "mf_bpr.csv").read_text()
     assert (root / "metrics" / "curves" / "mf_bpr.csv").exists()
     assert "valid_ndcg@10_attacked" in (root / "metrics" / "adversarial_curves" / "mf_bpr.csv").read_text()
 
@@ -78,6 +77,7 @@ def test_whole_chain_materializes(project):
 
     # the saved models honour the load_recommender contract
     import torch
+
     from rrec_core import load_recommender
 
     for name in ("mf_bpr", "text_hybrid"):
@@ -89,34 +89,45 @@ def test_whole_chain_materializes(project):
     # adversarial stage: LM tower carried over (text-side FGM ran), robustness report written
     assert (root / "artifacts" / "pretrained_recommender" / "text_hybrid" / "lm_tower.safetensors").exists()
     assert (root / "artifacts" / "adversarial_recommender" / "text_hybrid" / "lm_tower.safetensors").exists()
-    rob = json.loads((root / "metrics" / "robustness.json").read_text())
-    assert set(rob["models"]) == {"pretrained/mf_bpr", "pretrained/text_hybrid", "adversarial/mf_bpr",
-                                  "adversarial/text_hybrid"}
-    n_attacks = 2 * 2 * 2  # norms x (abs, rel) x steps
-    assert all(len(r["attacks"]) == n_attacks for r in rob["models"].values())
-    assert "mean" in rob["models"]["adversarial/mf_bpr"]["norms"]["user"]
+    rob = RobustnessResult.from_json((root / "metrics" / "robustness.json").read_text())
+    assert set(rob.models) == {"pretrained/mf_bpr", "pretrained/text_hybrid", "adversarial/mf_bpr",
+                               "adversarial/text_hybrid"}
+    n_attacks = 2 * 2 * 2 + 1 * 2 * 2  # pairwise: norms x (abs, rel) x steps; ranking: l2 x (abs, rel) x objectives
+    assert all(len(r.attacks) == n_attacks for r in rob.models.values())
+    for r in rob.models.values():  # worst case at each radius of both norms, never above any single attack
+        assert len(r.worst_case) == 4
+        for w in r.worst_case:
+            singles = [a.metrics["ndcg@10"] for a in r.attacks if (a.norm, a.scale, a.eps) == (w.norm, w.scale, w.eps)]
+            assert w.ndcg <= min(singles) + 1e-6
+    assert rob.models["adversarial/mf_bpr"].norms.user.mean > 0
     assert (root / "reports" / "robustness.md").read_text().startswith("# Robustness report")
     assert (root / "reports" / "robustness.png").stat().st_size > 1000
     meta = result.asset_materializations_for_node("robustness_evaluation")[0].metadata
-    assert "headline" in meta and "ndcg_vs_eps" in meta
+    assert "headline" in meta and "ndcg_vs_eps" in meta and "worst case" in meta["headline"].value
 
     # GAN stage: generator saved (safetensors + JSON), profiles hold every target, stealth measured
     from rrec_core.artifacts import GanSamples
 
     gan = GanSamples.load(root / "artifacts" / "gan_samples")
-    targets = gan.report["targets"]
-    assert len(targets) == 2 and gan.report["n_fake"] == 4  # 10% of 40 users
+    targets = gan.report.targets
+    assert len(targets) == 2 and gan.report.n_fake == 4  # 10% of 40 users
     assert (gan.profiles.groupby("user_id")["item_id"].apply(lambda s: set(targets) <= set(s))).all()
-    assert set(gan.report["attacks"]) == {"gan", "random", "bandwagon"}
-    assert (root / "metrics" / "gan.json").exists()
-    assert set(gan.report["detector"]["columns"]) >= {"co_burst", "degsim"}  # the fine-tuning detector
+    assert set(gan.report.attacks) == {"gan", "random", "bandwagon"}
+    assert json.loads((root / "metrics" / "gan.json").read_text())["n_fake"] == 4
+    assert set(gan.report.detector["columns"]) >= {"co_burst", "degsim"}  # the fine-tuning detector
     assert "detector_coefficients" in result.asset_materializations_for_node("gan_samples")[0].metadata
 
     # poisoning evaluation: both attacks, every arm, real users only; a section of the robustness report
-    pois = json.loads((root / "metrics" / "poisoning.json").read_text())
-    assert pois["enabled"] and set(pois["attacks"]) == {"bandwagon", "gan"}
-    for res in pois["attacks"].values():
-        assert {"undefended", "gan_ft", "defended"} <= set(res) and res["n_fake"] == 4
+    pois = PoisoningResult.from_json((root / "metrics" / "poisoning.json").read_text())
+    assert pois.enabled and set(pois.attacks) == {"bandwagon", "gan"}
+    for res in pois.attacks.values():
+        assert set(res.arms) == {"undefended", "gan_ft", "defended"} and res.n_fake == 4
+    # the override reached both stages that use the adversarial section
+    assert pois.config["adversarial"]["eps"] == 0.3
+    from rrec_core.artifacts import TrainedModels
+
+    adv = TrainedModels.load(root / "artifacts" / "adversarial_recommender")
+    assert {m.meta["adversarial"]["eps"] for m in adv.models.values()} == {0.3}
     assert "## Data poisoning" in (root / "reports" / "robustness.md").read_text()
     assert (root / "reports" / "poisoning.png").stat().st_size > 1000
     assert "table" in result.asset_materializations_for_node("poisoning_evaluation")[0].metadata
@@ -131,7 +142,7 @@ def test_dirty_data_blocks_downstream(project):
     lines[6] = "\t".join(fields)
     inter.write_text("\n".join(lines) + "\n")
     defs = _defs()
-    result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(params),
+    result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(),
                          raise_on_error=False)
     assert not result.success
     check = [c for c in result.get_asset_check_evaluations() if c.check_name == "expectation_suite"][0]
@@ -141,6 +152,19 @@ def test_dirty_data_blocks_downstream(project):
     assert not (root / "artifacts" / "validated_interactions").exists()
     assert not (root / "artifacts" / "pretrained_recommender").exists()
     assert not (root / "metrics" / "pretrain.json").exists()
+
+
+def test_launchpad_fields_carry_the_schema_descriptions():
+    """Every launchpad field of the run config shows its rrec_core.config description."""
+    from rrec_core.config import AdversarialConfig
+
+    fields = _defs().resources["rrec_config"].to_config_schema().as_field().config_type.fields
+    adv = fields["adversarial"].config_type.fields
+    assert adv["eps"].description.startswith(AdversarialConfig.model_fields["eps"].description)
+    assert adv["train"].config_type.fields["lr"].description
+    missing = [(s, k) for s, f in fields.items() if hasattr(f.config_type, "fields")
+               for k, v in f.config_type.fields.items() if not v.description]
+    assert not missing
 
 
 def test_definitions_load_with_schedule_and_sensor():
@@ -169,6 +193,7 @@ def test_sensor_fires_once_per_data_version(tmp_path, monkeypatch):
 def test_screen_quarantines_injected_users(tmp_path):
     """Fake profiles injected into the raw data are listed with scores and kept out of the split."""
     from conftest import write_tiny_atomic
+
     from rrec_core.artifacts import RawData
     from rrec_core.config import DataConfig, SplitConfig, ValidationConfig
     from rrec_core.data import Dataset, load_dataset

@@ -5,17 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from rrec_core.attacks import bpr_loss
-from rrec_core.config import AdversarialConfig, PoisoningEvalConfig, ScreenConfig, SplitConfig, TrainConfig
-from rrec_core.data.split import split_interactions
-from rrec_core.poisoning import inject_attack
-from rrec_core.poisoning.detector import FakeDetector, suspicion_weights, train_detector
-from rrec_core.poisoning.evaluation import (evaluate_poisoning, plot_poisoning, poisoned_split, poisoning_frame,
-                                            poisoning_markdown)
 from test_poisoning import synthetic_interactions
 
-TINY = {"embedding_dim": 16, "lr": 0.01, "batch_size": 256, "epochs": 6, "patience": 3, "device": "cpu", "seed": 0}
+from rrec_core.attacks import bpr_loss
+from rrec_core.config import AdversarialConfig, FinetuneConfig, MFConfig, PoisoningEvalConfig, ScreenConfig, SplitConfig
+from rrec_core.data.split import split_interactions
+from rrec_core.evaluation.poisoning import evaluate_poisoning, poisoned_split
+from rrec_core.poisoning import inject_attack
+from rrec_core.poisoning.detector import FakeDetector, suspicion_weights, train_detector
+from rrec_core.reporting.poisoning import plot_poisoning, poisoning_frame, poisoning_markdown
+from rrec_core.results import PoisoningResult
+
+LOOP = {"lr": 0.01, "batch_size": 256, "epochs": 6, "patience": 3, "device": "cpu", "seed": 0}
+TINY = {"embedding_dim": 16, **LOOP}
 
 
 def _auc(p: pd.Series, positive: set) -> float:
@@ -95,27 +97,27 @@ def test_evaluate_poisoning_runs_every_arm(data, detector, tmp_path):
     split = split_interactions(inter, SplitConfig())
     cfg = PoisoningEvalConfig(attacks=("bandwagon",), fake_ratio=0.05, n_targets=3, seed=4)
     adv = AdversarialConfig(steps=2, select_attack_steps=2, min_clean_ratio=0.5,
-                            train=TrainConfig(**{**TINY, "epochs": 3}))
-    r = evaluate_poisoning(inter, split, cfg, ScreenConfig(), TrainConfig(**TINY), adv, detector)
-    res = r["attacks"]["bandwagon"]
-    assert set(res) >= {"undefended", "gan_ft", "defended", "screen", "detector", "n_fake"}
-    assert res["n_fake"] == 15 and len(r["targets"]) == 3
+                            train=FinetuneConfig(**{**LOOP, "epochs": 3}))
+    r, seconds = evaluate_poisoning(inter, split, cfg, ScreenConfig(), MFConfig(**TINY), adv, detector)
+    res = r.attacks["bandwagon"]
+    assert set(res.arms) == {"undefended", "gan_ft", "defended"} and res.detector is not None
+    assert res.n_fake == 15 and len(r.targets) == 3 and set(seconds) >= {"clean", "bandwagon/defended"}
     for arm in ("undefended", "gan_ft", "defended"):
         for stage in ("pretrained", "adversarial"):
-            m = res[arm][stage]
+            m = getattr(res.arms[arm], stage)
             assert 0 <= m["target_hit@10"] <= m["target_hit@50"] <= 1 and 0 < m["ndcg@10"] <= 1
     # the attack moves its targets up for the undefended model (real users only)
-    assert res["undefended"]["pretrained"]["prediction_shift"] > 0.05
+    und, dfd = res.arms["undefended"].pretrained, res.arms["defended"].pretrained
+    assert und["prediction_shift"] > 0.05
     # gan_ft shares the undefended pretraining: same pretrained numbers
-    assert res["gan_ft"]["pretrained"] == res["undefended"]["pretrained"]
-    if res["screen"]["recall"] == 1.0 and res["screen"]["precision"] == 1.0:
-        # every fake caught, nobody else: the defended pretraining is the clean one, exactly
-        assert res["defended"]["pretrained"]["prediction_shift"] == 0.0
-        assert res["defended"]["pretrained"]["ndcg@10_change"] == 0.0
-    json.dumps(r)  # JSON-ready
+    assert res.arms["gan_ft"].pretrained == und
+    # the screen catches every fake and nobody else on this data, so the defended pretraining is the
+    # clean one, exactly (poisoned_split drops the quarantined fakes; same tables, same initialization)
+    assert res.screen.recall == 1.0 and res.screen.precision == 1.0
+    assert dfd["prediction_shift"] == 0.0 and dfd["ndcg@10_change"] == 0.0
+    assert PoisoningResult.from_json(r.to_json()) == r  # typed result round-trips JSON
     frame = poisoning_frame(r)
     assert set(frame["arm"]) == {"clean", "undefended", "gan_ft", "defended"}
     md = poisoning_markdown(r)
     assert md.startswith("## Data poisoning") and "| bandwagon |" in md
-    plot_poisoning(r, tmp_path / "p.png")
-    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert plot_poisoning(r)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ def _frame(n_users=30, seed=0):
     rows = []
     for u in range(n_users):
         n = int(rng.integers(5, 40))
-        for k, i in enumerate(rng.choice(200, n, replace=False)):
+        for i in rng.choice(200, n, replace=False):
             rows.append((f"u{u}", f"i{i}", 3.0, 1000 * u + int(rng.integers(0, 10_000))))
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
@@ -24,7 +24,7 @@ def test_recbole_rounding_rule():
     assert _counts(10, cfg) == (8, 1, 1)
     assert _counts(20, cfg) == (16, 2, 2)
     assert _counts(5, cfg) == (3, 1, 1)  # 0.5 rounds down to zero, then is bumped to one
-    assert _counts(2, cfg) == (2, 0, 0) or sum(_counts(2, cfg)) == 2
+    assert _counts(2, cfg) == (1, 0, 1)  # RecBole gives the last share its one item before the middle one
 
 
 def test_ratio_split_is_a_partition_without_leakage():

@@ -4,8 +4,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <tuple>
-#include <vector>
 
 #include "perturb.h"
 
@@ -87,76 +85,6 @@ void launch_rows_cpu(OpKind kind, Norm norm, const at::Tensor& a, const at::Tens
   });
 }
 
-// Runs of equal indices in a stable sort of idx: perm[starts[s] .. starts[s+1]) are the
-// batch positions of one table row, in their original order (the summation order).
-struct Segments {
-  at::Tensor sorted, perm;  // int64 [n]
-  std::vector<int64_t> starts;
-};
-
-Segments segments_of(const at::Tensor& idx, int64_t table_rows) {
-  Segments s;
-  std::tie(s.sorted, s.perm) = at::sort(idx, /*stable=*/true, /*dim=*/0, /*descending=*/false);
-  const int64_t n = idx.size(0);
-  const int64_t* k = s.sorted.data_ptr<int64_t>();
-  // sorted: the two ends bound every index
-  for (const int64_t i : {int64_t{0}, n - 1})
-    TORCH_CHECK(k[i] >= 0 && k[i] < table_rows, "rrec: idx holds ", k[i],
-                ", out of range for a table of ", table_rows, " rows");
-  for (int64_t i = 0; i < n; ++i)
-    if (i == 0 || k[i] != k[i - 1]) s.starts.push_back(i);
-  s.starts.push_back(n);
-  return s;
-}
-
-template <typename T, Norm NORM, bool UNIT>
-void sparse_cpu(const at::Tensor& table, const at::Tensor& idx, const at::Tensor& grad,
-                const at::Tensor& out, Radius eps) {
-  const int64_t dim = table.size(1);
-  const Segments seg = segments_of(idx, table.size(0));
-  const int64_t* key = seg.sorted.data_ptr<int64_t>();
-  const int64_t* perm = seg.perm.data_ptr<int64_t>();
-  const auto tv = view_of<const T>(table);
-  const auto gv = view_of<const T>(grad);
-  const auto ov = view_of<T>(out);
-  const int64_t nseg = static_cast<int64_t>(seg.starts.size()) - 1;
-  at::parallel_for(0, nseg, grain_rows(dim), [&](int64_t begin, int64_t end) {
-    std::vector<float> sum(dim);  // the run's summed gradient row, fp32
-    for (int64_t s = begin; s < end; ++s) {
-      const int64_t lo = seg.starts[s], hi = seg.starts[s + 1];
-      std::fill(sum.begin(), sum.end(), 0.f);
-      for (int64_t m = lo; m < hi; ++m) {
-        const Row<T, UNIT> g{gv.ptr + perm[m] * gv.rs, gv.cs};
-        for (int64_t c = 0; c < dim; ++c) sum[c] += g[c];
-      }
-      const float ss = NORM == Norm::L2 ? sum_squares(dim, [&](int64_t c) { return sum[c]; }) : 0.f;
-      const Row<T, UNIT> t{tv.ptr + key[lo] * tv.rs, tv.cs};
-      for (int64_t m = lo; m < hi; ++m) {
-        const int64_t j = perm[m];
-        const float e = radius_at(eps, j);  // each occurrence keeps its own radius
-        const float s2 = NORM == Norm::L2 ? l2_fgsm_scale(ss, e) : 0.f;
-        T* o = ov.ptr + j * ov.rs;  // out is contiguous
-        for (int64_t c = 0; c < dim; ++c) {
-          const float delta = NORM == Norm::L2 ? s2 * sum[c] : e * sign_of(sum[c]);
-          o[c] = static_cast<T>(t[c] + delta);
-        }
-      }
-    }
-  });
-}
-
-void launch_sparse_cpu(Norm norm, const at::Tensor& table, const at::Tensor& idx,
-                       const at::Tensor& grad, const at::Tensor& out, Radius eps) {
-  dispatch_dtype(table.scalar_type(), [&](auto t) {
-    using T = decltype(t);
-    const bool unit = table.size(1) == 1 || (table.stride(1) == 1 && grad.stride(1) == 1);
-    const auto run = norm == Norm::L2
-                         ? (unit ? &sparse_cpu<T, Norm::L2, true> : &sparse_cpu<T, Norm::L2, false>)
-                         : (unit ? &sparse_cpu<T, Norm::Linf, true> : &sparse_cpu<T, Norm::Linf, false>);
-    run(table, idx, grad, out, eps);
-  });
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rrec, CPU, m) {
@@ -165,7 +93,6 @@ TORCH_LIBRARY_IMPL(rrec, CPU, m) {
   m.impl("project_", &project_inplace_op<launch_rows_cpu>);
   m.impl("pgd_step", &pgd_step_op<launch_rows_cpu>);
   m.impl("pgd_step_", &pgd_step_inplace_op<launch_rows_cpu>);
-  m.impl("perturb_rows", &perturb_rows_op<launch_sparse_cpu>);
 }
 
 }  // namespace rrec

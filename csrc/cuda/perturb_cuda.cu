@@ -7,7 +7,6 @@
 #include <torch/library.h>
 
 #include <cstdint>
-#include <cub/device/device_radix_sort.cuh>
 
 #include "perturb.h"
 
@@ -15,8 +14,8 @@ namespace rrec {
 namespace {
 
 constexpr int kBlock = 256;
-// Vectors per lane held in registers by sparse_kernel (and the most rows_kernel caches), so
-// rows up to 32 * kCache * VEC elements (512 fp32, 1024 half) are read from memory once.
+// The most vectors per lane rows_kernel holds in registers, so rows up to 32 * kCache * VEC
+// elements (512 fp32, 1024 half) are read from memory once.
 constexpr int kCache = 4;
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -166,84 +165,6 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// Sum of the gradient rows perm[lo..hi) (one segment of equal indices) at vector vi.
-template <typename T, int VEC>
-__device__ __forceinline__ void segment_sum(const View<const T>& grad, const int32_t* perm,
-                                            int64_t lo, int64_t hi, int64_t vi, float (&sum)[VEC]) {
-#pragma unroll
-  for (int j = 0; j < VEC; ++j) sum[j] = 0.f;
-  for (int64_t m = lo; m < hi; ++m) {
-    float g[VEC];
-    load(grad, perm[m], vi, g);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) sum[j] += g[j];
-  }
-}
-
-// One row group per position of the stably sorted indices; the group at the head of a run
-// of equal indices sums the run's gradient rows and writes every occurrence's output row.
-template <typename T, int VEC, Norm NORM>
-__global__ void __launch_bounds__(kBlock)
-    sparse_kernel(View<const T> table, const int32_t* sorted, const int32_t* perm,
-                  View<const T> grad, View<T> out, Radius eps, int64_t n, int64_t table_rows,
-                  int64_t nvec, int group) {
-  const int64_t pos = (static_cast<int64_t>(blockIdx.x) * kBlock + threadIdx.x) / group;
-  const int lane = threadIdx.x & (group - 1);
-  const bool head = pos < n && (pos == 0 || sorted[pos] != sorted[pos - 1]);
-  const int64_t key = head ? sorted[pos] : 0;
-  CUDA_KERNEL_ASSERT(!head || (key >= 0 && key < table_rows));
-  int64_t end = pos;
-  if (head)
-    for (end = pos + 1; end < n && sorted[end] == key;) ++end;
-
-  const int64_t tail = lane + static_cast<int64_t>(kCache) * group;
-  float cs[kCache][VEC];
-  float ss = 0.f;
-#pragma unroll
-  for (int k = 0; k < kCache; ++k) {
-    const int64_t vi = lane + static_cast<int64_t>(k) * group;
-    if (head && vi < nvec) {
-      segment_sum(grad, perm, pos, end, vi, cs[k]);
-      ss += squares(cs[k]);
-    }
-  }
-  if constexpr (NORM == Norm::L2) {
-    for (int64_t vi = tail; head && vi < nvec; vi += group) {
-      float x[VEC];
-      segment_sum(grad, perm, pos, end, vi, x);
-      ss += squares(x);
-    }
-    ss = group_sum(ss, group);
-  }
-  if (!head) return;
-
-  // Vector-major so the table row and the summed gradient are loaded once per vector.
-  const auto write = [&](int64_t vi, const float (&sum)[VEC]) {
-    float t[VEC];
-    load(table, key, vi, t);
-    for (int64_t m = pos; m < end; ++m) {
-      const int64_t j = perm[m];
-      const float e = radius_at(eps, j);  // each occurrence keeps its own radius
-      const float s = NORM == Norm::L2 ? l2_fgsm_scale(ss, e) : 0.f;
-      float o[VEC];
-#pragma unroll
-      for (int q = 0; q < VEC; ++q)
-        o[q] = t[q] + (NORM == Norm::L2 ? s * sum[q] : e * sign_of(sum[q]));
-      store(out, j, vi, o);
-    }
-  };
-#pragma unroll
-  for (int k = 0; k < kCache; ++k) {
-    const int64_t vi = lane + static_cast<int64_t>(k) * group;
-    if (vi < nvec) write(vi, cs[k]);
-  }
-  for (int64_t vi = tail; vi < nvec; vi += group) {
-    float x[VEC];
-    segment_sum(grad, perm, pos, end, vi, x);
-    write(vi, x);
-  }
-}
-
 // Widest vector (elements) such that every operand's rows start 16/8/4-byte aligned.
 int pick_vec(const at::Tensor& first, std::initializer_list<const at::Tensor*> operands) {
   const int64_t dim = first.size(1);
@@ -327,67 +248,6 @@ void launch_rows_cuda(OpKind kind, Norm norm, const at::Tensor& a, const at::Ten
   });
 }
 
-// keys = idx (checked against the table), values = positions: the input of the sort below.
-__global__ void sort_input_kernel(const int64_t* idx, int32_t* keys, int32_t* pos, int64_t n,
-                                  int64_t table_rows) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const int64_t k = idx[i];
-  CUDA_KERNEL_ASSERT(k >= 0 && k < table_rows);
-  keys[i] = static_cast<int32_t>(k);
-  pos[i] = static_cast<int32_t>(i);
-}
-
-void launch_sparse_cuda(Norm norm, const at::Tensor& table, const at::Tensor& idx,
-                        const at::Tensor& grad, const at::Tensor& out, Radius eps) {
-  const c10::cuda::CUDAGuard guard(table.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t n = idx.size(0);
-  const int64_t table_rows = table.size(0);
-  TORCH_CHECK(table_rows <= INT32_MAX && n <= INT32_MAX,
-              "rrec: perturb_rows on CUDA takes tables and batches of at most 2^31 - 1 rows");
-  // Group repeats with a radix sort that is stable (keeps the summation order) over 32-bit keys
-  // and only the bits a row index can have (20 for a million rows): at::sort's stable sort of
-  // int64 sorts all 64 bits, and made perturb_rows slower than eager at batch 4096.
-  const auto i32 = idx.options().dtype(at::kInt);
-  at::Tensor keys = at::empty({2, n}, i32), pos = at::empty({2, n}, i32);
-  sort_input_kernel<<<static_cast<unsigned>((n + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
-      idx.data_ptr<int64_t>(), keys[0].data_ptr<int32_t>(), pos[0].data_ptr<int32_t>(), n,
-      table_rows);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  int end_bit = 1;
-  while (end_bit < 31 && (int64_t{1} << end_bit) < table_rows) ++end_bit;
-  size_t temp_bytes = 0;
-  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-      nullptr, temp_bytes, keys[0].data_ptr<int32_t>(), keys[1].data_ptr<int32_t>(),
-      pos[0].data_ptr<int32_t>(), pos[1].data_ptr<int32_t>(), static_cast<int>(n), 0, end_bit,
-      stream));
-  at::Tensor temp = at::empty({static_cast<int64_t>(temp_bytes)}, idx.options().dtype(at::kByte));
-  C10_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-      temp.data_ptr(), temp_bytes, keys[0].data_ptr<int32_t>(), keys[1].data_ptr<int32_t>(),
-      pos[0].data_ptr<int32_t>(), pos[1].data_ptr<int32_t>(), static_cast<int>(n), 0, end_bit,
-      stream));
-  const int32_t* sorted = keys[1].data_ptr<int32_t>();
-  const int32_t* perm = pos[1].data_ptr<int32_t>();
-  const int vec = pick_vec(table, {&table, &grad, &out});
-  const int64_t nvec = table.size(1) / vec;
-  const int group = group_for(nvec);
-  dispatch_dtype(table.scalar_type(), [&](auto t) {
-    using T = decltype(t);
-    dispatch_vec<T>(vec, [&](auto v) {
-      const auto run = [&](auto nm) {
-        sparse_kernel<T, decltype(v)::value, decltype(nm)::value>
-            <<<blocks_for(n, group), kBlock, 0, stream>>>(
-                view_of<const T>(table), sorted, perm, view_of<const T>(grad), view_of<T>(out),
-                eps, n, table_rows, nvec, group);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      };
-      if (norm == Norm::L2) run(std::integral_constant<Norm, Norm::L2>{});
-      else run(std::integral_constant<Norm, Norm::Linf>{});
-    });
-  });
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rrec, CUDA, m) {
@@ -396,7 +256,6 @@ TORCH_LIBRARY_IMPL(rrec, CUDA, m) {
   m.impl("project_", &project_inplace_op<launch_rows_cuda>);
   m.impl("pgd_step", &pgd_step_op<launch_rows_cuda>);
   m.impl("pgd_step_", &pgd_step_inplace_op<launch_rows_cuda>);
-  m.impl("perturb_rows", &perturb_rows_op<launch_sparse_cuda>);
 }
 
 }  // namespace rrec

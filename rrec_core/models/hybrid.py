@@ -2,7 +2,7 @@
 
 The LM's item vectors live in the buffer `text_features` [n_items, text_dim], so a saved hybrid
 scores without the LM. When the LM's top layers are fine-tuned (transfer learning, see
-`rrec_core.train.LMTower`) the trainer refreshes the buffer from the tuned LM before saving.
+`rrec_core.training.loop.LMTower`) the trainer refreshes the buffer from the tuned LM before saving.
 """
 from __future__ import annotations
 

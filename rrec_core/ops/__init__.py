@@ -3,14 +3,13 @@
     fgsm(g, eps, norm)                       l2: eps*g/||g|| per row; linf: eps*sign(g)
     project(d, eps, norm), project_          l2: d*min(1, eps/||d||); linf: clamp(d, ±eps)
     pgd_step(d, g, alpha, eps, norm), _      project(d + fgsm(g, alpha), eps)
-    perturb_rows(table, idx, grad_rows, eps, norm)   APR rows with summed repeated gradients
 
 norm is "l2" or "linf"; eps / alpha a float or a per-row tensor. C++/CUDA kernels from
 rrec_core._C (registered as torch.ops.rrec.*), PyTorch reference otherwise (warns once).
 This package imports only torch.
 """
 from . import reference
-from ._api import fgsm, perturb_rows, pgd_step, pgd_step_, project, project_
+from ._api import fgsm, pgd_step, pgd_step_, project, project_
 from ._loader import KERNELS as _KERNELS
 from ._loader import load_built as _load_built
 from ._loader import load_jit
@@ -23,5 +22,5 @@ def backends() -> dict[str, bool]:
     return dict(_KERNELS)
 
 
-__all__ = ["backends", "fgsm", "load_jit", "perturb_rows", "pgd_step", "pgd_step_",
-           "project", "project_", "reference"]
+__all__ = ["backends", "fgsm", "load_jit", "pgd_step", "pgd_step_", "project", "project_",
+           "reference"]

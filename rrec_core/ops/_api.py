@@ -67,16 +67,3 @@ def pgd_step_(d: torch.Tensor, g: torch.Tensor, alpha: Radius, eps: Radius,
     torch.ops.rrec.pgd_step_.default(d, g, a, ar, e, er, norm)
     return d
 
-
-def perturb_rows(table: torch.Tensor, idx: torch.Tensor, grad_rows: torch.Tensor,
-                 eps: Radius, norm: str = "l2") -> torch.Tensor:
-    """Perturbed batch rows: table[idx] + fgsm(G, eps)[idx] with G[r] = sum of grad_rows[i]
-    over idx[i] == r, so repeated rows move as in a whole-table perturbation (APR).
-
-    table [n_rows, dim], idx [batch] int64/int32, grad_rows [batch, dim] (same dtype as
-    table) -> [batch, dim]. eps per row is indexed like idx. Differentiable w.r.t. table.
-    """
-    if not has_kernel(table.device.type):
-        return reference.perturb_rows(table, idx, grad_rows, eps, norm)
-    e, er = _radius(eps, idx.shape[0], table)
-    return torch.ops.rrec.perturb_rows.default(table, idx, grad_rows, e, er, norm)

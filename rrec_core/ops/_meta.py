@@ -1,7 +1,8 @@
 """Fake (meta) kernels of the rrec ops, registered from Python.
 
 Fake kernels give torch.compile / FakeTensor the output shapes without running C++; they
-mirror the checks of csrc/perturb.h that depend on shapes only.
+mirror the checks of csrc/perturb.h that depend on shapes only. No op has an autograd formula
+(attacks work on detached tensors).
 """
 from __future__ import annotations
 
@@ -55,26 +56,12 @@ def _pgd_step_(d, g, alpha, alpha_rows, eps, eps_rows, norm):
     _pgd_checks(d, g, alpha_rows, eps_rows)
 
 
-def _perturb_rows(table, idx, grad_rows, eps, eps_rows, norm):
-    _check_matrix(table, "table")
-    torch._check(idx.dim() == 1, lambda: "rrec: idx must be 1-D")
-    torch._check(grad_rows.shape == (idx.shape[0], table.shape[1]),
-                 lambda: "rrec: grad_rows must have shape [len(idx), table dim]")
-    _check_rows(eps_rows, idx.shape[0], "eps_rows")
-    return table.new_empty((idx.shape[0], table.shape[1]))
-
-
-# perturb_rows' autograd (table[idx] + a constant: the lookup's gradient) is registered in C++,
-# csrc/autograd.cpp: from Python its per-call overhead dominated a launch-bound APR step.
-
-
 def register() -> None:
     """Idempotent; call once the library defining rrec::* is loaded."""
     global _registered
     if _registered:
         return
     for name, fn in [("fgsm", _fgsm), ("project", _project), ("project_", _project_),
-                     ("pgd_step", _pgd_step), ("pgd_step_", _pgd_step_),
-                     ("perturb_rows", _perturb_rows)]:
+                     ("pgd_step", _pgd_step), ("pgd_step_", _pgd_step_)]:
         torch.library.register_fake(f"rrec::{name}", fn)
     _registered = True

@@ -101,18 +101,3 @@ def pgd_step_(d: torch.Tensor, g: torch.Tensor, alpha: Radius, eps: Radius,
               norm: str = "l2") -> torch.Tensor:
     return d.copy_(pgd_step(d, g, alpha, eps, norm))
 
-
-def perturb_rows(table: torch.Tensor, idx: torch.Tensor, grad_rows: torch.Tensor, eps: Radius,
-                 norm: str = "l2") -> torch.Tensor:
-    """table[idx] + fgsm(G)[idx], G the table-shaped sum of grad_rows scattered at idx.
-
-    A row that occurs several times in idx is moved by the perturbation of its summed
-    gradient, as perturbing the whole table would (APR). eps per row is indexed like idx.
-    Differentiable with respect to table only (the perturbation is a constant).
-    """
-    _check_norm(norm)
-    uniq, inv = torch.unique(idx, return_inverse=True)
-    summed = grad_rows.new_zeros((uniq.shape[0], grad_rows.shape[1]), dtype=torch.float32)
-    summed.index_add_(0, inv, grad_rows.detach().float())
-    delta = _fgsm32(summed[inv], _column(eps, idx.shape[0], table), norm)
-    return (table[idx].float() + delta).to(table.dtype)

@@ -349,8 +349,8 @@ def generate_profiles(result: GanResult, targets: list[str], n_users: int, seed:
         prof = np.concatenate([t_arr, item_ids[fill[k]]])
         users += [f"fake-{ATTACK}-{k}"] * len(prof)
         items.append(prof[rng.permutation(len(prof))])  # interleave targets and fillers
-    items = np.concatenate(items) if items else np.empty(0, dtype=object)
-    out = pd.DataFrame({"user_id": pd.Series(users, dtype="str"), "item_id": pd.Series(items, dtype="str")})
+    item_col = np.concatenate(items) if items else np.empty(0, dtype=object)
+    out = pd.DataFrame({"user_id": pd.Series(users, dtype="str"), "item_id": pd.Series(item_col, dtype="str")})
     if result.meta.get("max_rating") is not None:
         out["rating"] = np.full(len(out), float(result.meta["max_rating"]), dtype=np.float64)
     t0 = int(result.meta.get("max_timestamp", -1)) + 1

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+
 from rrec_core.config import ScreenConfig
 
 SCORE_FEATURES = ("length", "pop_mean", "pop_std", "tail_frac", "rdma", "wdma", "mean_var", "degsim", "co_burst")
@@ -295,7 +296,7 @@ def _target_groups(m: _Matrix, cand: np.ndarray, cfg: ScreenConfig) -> list[np.n
 
 
 def _item_threshold(cfg: ScreenConfig, n_tests: int) -> float:
-    return cfg.item_p if cfg.item_p is not None else cfg.alpha / n_tests
+    return cfg.item_p if cfg.item_p is not None else cfg.family_error / n_tests
 
 
 def _top(x: np.ndarray, n: int) -> np.ndarray:

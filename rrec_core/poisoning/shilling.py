@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 import numpy as np
 import pandas as pd
 
@@ -114,7 +113,9 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
         p = None
     n_fill = min(n_fill, int((p > 0).sum()) if p is not None else len(pool_items))
 
-    rows_u, rows_i, kinds = [], [], []  # kind: 0 target, 1 selected, 2 filler
+    rows_u: list[str] = []
+    parts_i: list[np.ndarray] = []
+    parts_k: list[np.ndarray] = []  # kind: 0 target, 1 selected, 2 filler
     fake_users = [f"fake-{cfg.attack}-{k}" for k in range(n_fake)]
     taken = set(map(str, real["user_id"].unique()))
     clash = taken.intersection(fake_users)
@@ -126,10 +127,10 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
         k = np.concatenate([np.zeros(len(targets), int), np.ones(len(selected), int), np.full(len(fill), 2)])
         perm = rng.permutation(len(prof))  # interleave, as a human-looking session would
         rows_u += [u] * len(prof)
-        rows_i.append(prof[perm])
-        kinds.append(k[perm])
-    rows_i = np.concatenate(rows_i) if rows_i else np.empty(0, dtype=str)
-    kinds = np.concatenate(kinds) if kinds else np.empty(0, dtype=int)
+        parts_i.append(prof[perm])
+        parts_k.append(k[perm])
+    rows_i = np.concatenate(parts_i) if parts_i else np.empty(0, dtype=str)
+    kinds = np.concatenate(parts_k) if parts_k else np.empty(0, dtype=int)
 
     fake = pd.DataFrame({"user_id": pd.Series(rows_u, dtype=inter["user_id"].dtype),
                          "item_id": pd.Series(rows_i.astype(str), dtype=inter["item_id"].dtype)})

@@ -1,6 +1,6 @@
 """Adversarial fine-tuning: APR and PGD adversarial training on embeddings, text-side FGM.
 
-Objective per batch: alpha * L_clean + (1 - alpha) * L_adv, where L_adv is the BPR loss with the
+Objective per batch: w * L_clean + (1 - w) * L_adv (w = clean_weight), where L_adv is the BPR loss with the
 batch's user and item representations perturbed inside the eps-ball (rrec_core.attacks). For the
 text-aware hybrid the item representation already contains the LM projection output, so the
 perturbation covers it; when LM layers are fine-tuned, an extra FGM perturbation of the LM's token
@@ -13,22 +13,25 @@ import copy
 import torch
 
 from rrec_core import ops
-from rrec_core.attacks import Attack, bpr_loss, perturbations
+from rrec_core.attacks import Attack, bpr_loss, perturbations, radius
+from rrec_core.attacks.ranking import RankingAttack, inbatch_listwise_perturbations, ranking_attack
 from rrec_core.config import AdversarialConfig, EvalConfig
 from rrec_core.data.split import Split
-from rrec_core.metrics import evaluate_full_ranking
+from rrec_core.evaluation.attacked import attacked_per_user, held_out
+from rrec_core.evaluation.ranking import evaluate_model
+from rrec_core.lm.tower import LMTower
 from rrec_core.models import Recommender, TextHybrid
-from rrec_core.train import LMTower, TrainResult, evaluate_model, train_recommender
+from rrec_core.training.loop import TrainResult, train_recommender
 
 
 def training_attack(cfg: AdversarialConfig) -> Attack:
     steps = 1 if cfg.method == "apr" else cfg.steps
     return Attack(eps=cfg.eps, steps=steps, norm="l2" if cfg.method == "apr" else cfg.norm, scale=cfg.scale,
-                  step_size=cfg.step_size, delta_penalty=cfg.delta_penalty)
+                  step_fraction=cfg.step_fraction, delta_penalty=cfg.delta_penalty)
 
 
 class AdversarialLoss:
-    """batch_loss for train_recommender: alpha * clean BPR + (1 - alpha) * BPR under attack.
+    """batch_loss for train_recommender: w * clean BPR + (1 - w) * BPR under attack (w = clean_weight).
 
     `user_weights` [n_users] (optional) weight each pair by its user in both terms: the GAN-trained
     suspicion weights (rrec_core.poisoning.detector) make the model not follow users who look like
@@ -53,10 +56,17 @@ class AdversarialLoss:
         if self.user_weights is not None:
             self.user_weights = self.user_weights.to(users.device)
             w = self.user_weights[users]
-        clean = bpr_loss(U[u_idx], V[p_idx], V[n_idx], w)
-        if self.cfg.alpha >= 1.0:
+        # index_select, not U[u_idx]: the backward of advanced indexing is a slow index_put on CPU
+        # (bench/bench_apr_rows.py: the APR step 1.7-1.9x faster at ML-100K size)
+        clean = bpr_loss(U.index_select(0, u_idx), V.index_select(0, p_idx), V.index_select(0, n_idx), w)
+        if self.cfg.clean_weight >= 1.0:
             return clean
-        dU, dV = perturbations(U, V, u_idx, p_idx, n_idx, self.attack)
+        if self.cfg.adversary == "listwise":
+            a = self.attack
+            dU, dV = inbatch_listwise_perturbations(U, V, u_idx, p_idx, radius(U.detach(), a), radius(V.detach(), a),
+                                                    a.steps, a.norm, a.step_fraction)
+        else:
+            dU, dV = perturbations(U, V, u_idx, p_idx, n_idx, self.attack)
         if text_attack:
             # FGM on token states: per-token L2 step of radius text_eps along the clean loss gradient
             (g,) = torch.autograd.grad(clean, tokens, retain_graph=True)
@@ -66,8 +76,8 @@ class AdversarialLoss:
         else:
             V_adv = V + dV
         U_adv = U + dU
-        adv = bpr_loss(U_adv[u_idx], V_adv[p_idx], V_adv[n_idx], w)
-        return self.cfg.alpha * clean + (1 - self.cfg.alpha) * adv
+        adv = bpr_loss(U_adv.index_select(0, u_idx), V_adv.index_select(0, p_idx), V_adv.index_select(0, n_idx), w)
+        return self.cfg.clean_weight * clean + (1 - self.cfg.clean_weight) * adv
 
 
 def _item_vectors(model: Recommender, items: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
@@ -77,28 +87,24 @@ def _item_vectors(model: Recommender, items: torch.Tensor, tokens: torch.Tensor 
     return model.item_vectors(items)
 
 
-def attacked_metrics(model: Recommender, split: Split, attack: Attack, part: str, eval_cfg: EvalConfig,
-                     negatives: int = 1, seed: int = 0, device: str | torch.device | None = None) -> dict[str, float]:
-    """Full-ranking metrics on `part` after a white-box attack maximizing the BPR loss of its held-out pairs.
-    Runs on `device`, by default the model's own."""
-    from rrec_core.attacks import sample_attack_pairs
-
-    model.eval()
-    device = device if device is not None else next(model.parameters()).device
-    target = split.valid if part == "valid" else split.test
-    exclude = [split.train] if part == "valid" else [split.train, split.valid]
-    import numpy as np
-
-    known = np.concatenate([split.train, split.valid, split.test])
-    pairs = sample_attack_pairs(target, split.n_items, known, negatives, seed).to(device)
+def validation_robustness(m: Recommender, split: Split, cfg: AdversarialConfig, sel_attack: Attack,
+                          ev10: EvalConfig) -> float:
+    """Validation NDCG@10 under the selection attack: the pairwise PGD, or (select_on=worst_case) the
+    per-user minimum of it and the listwise and margin ranking attacks at the same radius."""
+    _, pairwise = attacked_per_user(m, split, sel_attack, "valid", ev10, seed=cfg.train.seed)
+    if cfg.select_on == "bpr":
+        return pairwise["ndcg@10"].mean().item()
     with torch.no_grad():
-        U = model.user_vectors(torch.arange(split.n_users, device=device))
-        V = model.item_vectors()
-    with torch.enable_grad():
-        dU, dV = perturbations(U, V, pairs[:, 0], pairs[:, 1], pairs[:, 2], attack)
-    Ua, Va = U + dU, V + dV
-    return evaluate_full_ranking(lambda u: Ua[u] @ Va.T, split.n_users, split.n_items, target, exclude,
-                                 eval_cfg.ks, eval_cfg.batch_users, device)
+        device = next(m.parameters()).device
+        U, V = m.user_vectors(torch.arange(split.n_users, device=device)), m.item_vectors()
+    target, exclude = held_out(split, "valid")
+    worst = pairwise["ndcg@10"]
+    for objective in ("listwise", "margin"):
+        attack = RankingAttack(objective, cfg.eps, norm=sel_attack.norm, scale=cfg.scale,  # type: ignore[arg-type]
+                               steps=cfg.select_attack_steps, restarts=1, seed=cfg.train.seed)
+        worst = torch.minimum(worst, ranking_attack(U, V, target, exclude, attack, batch_users=ev10.batch_users)
+                              .per_user["ndcg@10"])
+    return worst.mean().item()
 
 
 def adversarial_finetune(pretrained: Recommender, split: Split, cfg: AdversarialConfig, eval_cfg: EvalConfig,
@@ -114,11 +120,12 @@ def adversarial_finetune(pretrained: Recommender, split: Split, cfg: Adversarial
 
     def valid_score(m: Recommender) -> dict:
         clean = evaluate_model(m, split, "valid", ev10)["ndcg@10"]
-        robust = attacked_metrics(m, split, sel_attack, "valid", ev10, seed=cfg.train.seed)["ndcg@10"]
+        robust = validation_robustness(m, split, cfg, sel_attack, ev10)
         ok = clean >= cfg.min_clean_ratio * clean0
         return {"ndcg@10": clean, "ndcg@10_attacked": robust, "score": robust if ok else float("-inf")}
 
     result = train_recommender(model, split, cfg.train, eval_cfg, lm_tower=lm_tower, progress=progress,
-                               warm_start=True, batch_loss=AdversarialLoss(cfg, user_weights), valid_score=valid_score)
+                               warm_start=True, text_lr=cfg.train.text_lr, lm_lr=cfg.train.lm_lr,
+                               batch_loss=AdversarialLoss(cfg, user_weights), valid_score=valid_score)
     result.model.meta.update({"adversarial": cfg.model_dump(mode="json"), "pretrained_valid_ndcg@10": clean0})
     return result

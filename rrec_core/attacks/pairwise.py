@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +28,7 @@ class Attack:
     steps: int = 1  # 1 = FGSM; >1 = PGD/BIM with projection after every step
     norm: Norm = "l2"
     scale: Literal["absolute", "relative"] = "absolute"
-    step_size: float | None = None  # per-step radius as a fraction of eps; default 2.5/steps (Madry et al.)
+    step_fraction: float | None = None  # per-step radius as a fraction of eps; default 2.5/steps (Madry et al.)
     targets: Literal["both", "users", "items"] = "both"
     delta_penalty: float = 0.0  # λ_δ: the adversary maximizes L - λ_δ‖δ‖² (0: hard ball only)
 
@@ -69,17 +68,33 @@ def perturbations(
     dV = torch.zeros_like(V0)
     on_u = attack.targets in ("both", "users")
     on_v = attack.targets in ("both", "items")
-    alpha = attack.step_size if attack.step_size is not None else (1.0 if attack.steps == 1 else 2.5 / attack.steps)
+    frac = attack.step_fraction if attack.step_fraction is not None else (1.0 if attack.steps == 1 else 2.5 / attack.steps)
+    lam = attack.delta_penalty
+    if attack.steps == 1 and lam:
+        # FGSM with a penalty: from delta = 0 the penalty's gradient is 0, so take the maximizer of the
+        # linearized objective g.delta - lam ||delta||^2 in the ball instead, row by row
+        gU, gV = bpr_gradients(U0, V0, u_idx, p_idx, n_idx)
+        return (_penalized_step(gU, eps_u, lam, attack.norm) if on_u else dU,
+                _penalized_step(gV, eps_v, lam, attack.norm) if on_v else dV)
     for _ in range(attack.steps):
         gU, gV = bpr_gradients(U0 + dU, V0 + dV, u_idx, p_idx, n_idx)
-        if attack.delta_penalty:  # the adversary maximizes L - lambda_delta * ||delta||^2 / B
-            scale = 2.0 * attack.delta_penalty / max(len(u_idx), 1)
-            gU, gV = gU - scale * dU, gV - scale * dV
+        if lam:  # the adversary maximizes L - lam * ||delta||^2 (L: the mean BPR loss of the pairs)
+            gU, gV = gU - 2.0 * lam * dU, gV - 2.0 * lam * dV
         if on_u:
-            dU = ops.pgd_step(dU, gU, eps_u * alpha, eps_u, attack.norm)
+            dU = ops.pgd_step(dU, gU, eps_u * frac, eps_u, attack.norm)
         if on_v:
-            dV = ops.pgd_step(dV, gV, eps_v * alpha, eps_v, attack.norm)
+            dV = ops.pgd_step(dV, gV, eps_v * frac, eps_v, attack.norm)
     return dU, dV
+
+
+def _penalized_step(g: torch.Tensor, eps, lam: float, norm: str) -> torch.Tensor:
+    """argmax over the ball of g.delta - lam ||delta||^2: l2, the gradient direction at radius
+    min(eps, ||g|| / 2 lam); linf, clamp(g / 2 lam, -eps, eps)."""
+    if norm == "l2":
+        r = (g.float().norm(dim=-1) / (2.0 * lam)).clamp(max=eps) if not isinstance(eps, torch.Tensor) else \
+            torch.minimum(g.float().norm(dim=-1) / (2.0 * lam), eps)
+        return ops.fgsm(g, r, "l2")
+    return ops.project(g / (2.0 * lam), eps, "linf")
 
 
 def bpr_gradients(U: torch.Tensor, V: torch.Tensor, u_idx: torch.Tensor, p_idx: torch.Tensor,
@@ -102,7 +117,7 @@ def bpr_gradients(U: torch.Tensor, V: torch.Tensor, u_idx: torch.Tensor, p_idx: 
 
 def sample_attack_pairs(pairs, n_items: int, known, negatives: int = 1, seed: int = 0) -> torch.Tensor:
     """[B*negatives, 3] (user, positive, negative) from held-out pairs; negatives avoid every known pair."""
-    from rrec_core.train import NegativeSampler
+    from rrec_core.training.sampling import NegativeSampler
 
     gen = torch.Generator().manual_seed(seed)
     sampler = NegativeSampler(known, n_items, gen)

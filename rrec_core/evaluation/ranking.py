@@ -1,16 +1,21 @@
 """Top-k metrics under full ranking (every item not in the user's history is a candidate)."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from rrec_core.config import EvalConfig
+    from rrec_core.data.split import Split
+    from rrec_core.models import Recommender
+
 METRICS = ("recall", "ndcg", "hit", "mrr", "precision")
 
 
-def topk_metrics(hits: torch.Tensor, n_pos: torch.Tensor, ks: Iterable[int]) -> dict[str, float]:
-    """Mean metrics over users from a ranked hit matrix.
+def topk_per_user(hits: torch.Tensor, n_pos: torch.Tensor, ks: Iterable[int]) -> dict[str, torch.Tensor]:
+    """Per-user metrics from a ranked hit matrix: {"ndcg@10": [n_users], ...}.
 
     hits:  [n_users, max_k] bool, hits[u, r] = the item at rank r is a held-out positive of u
     n_pos: [n_users] number of held-out positives of u (users with none must be filtered out)
@@ -21,19 +26,23 @@ def topk_metrics(hits: torch.Tensor, n_pos: torch.Tensor, ks: Iterable[int]) -> 
     max_k = hits.shape[1]
     discount = 1.0 / torch.log2(torch.arange(2, max_k + 2, dtype=torch.float32))
     ranks = torch.arange(1, max_k + 1, dtype=torch.float32)
-    out: dict[str, float] = {}
+    out: dict[str, torch.Tensor] = {}
     for k in ks:
         h = hits[:, :k]
         n_hit = h.sum(1)
         idcg_len = torch.clamp(n_pos, max=k).long()
         idcg = torch.cumsum(discount[:k], 0)[idcg_len - 1]
-        first = torch.where(h.any(1), 1.0 / ranks[h.float().argmax(1)], torch.zeros(len(h)))
-        out[f"recall@{k}"] = (n_hit / n_pos).mean().item()
-        out[f"ndcg@{k}"] = ((h * discount[:k]).sum(1) / idcg).mean().item()
-        out[f"hit@{k}"] = (n_hit > 0).float().mean().item()
-        out[f"mrr@{k}"] = first.mean().item()
-        out[f"precision@{k}"] = (n_hit / k).mean().item()
+        out[f"recall@{k}"] = n_hit / n_pos
+        out[f"ndcg@{k}"] = (h * discount[:k]).sum(1) / idcg
+        out[f"hit@{k}"] = (n_hit > 0).float()
+        out[f"mrr@{k}"] = torch.where(h.any(1), 1.0 / ranks[h.argmax(1)], torch.zeros(len(h)))
+        out[f"precision@{k}"] = n_hit / k
     return out
+
+
+def topk_metrics(hits: torch.Tensor, n_pos: torch.Tensor, ks: Iterable[int]) -> dict[str, float]:
+    """Mean over users of topk_per_user."""
+    return {k: v.mean().item() for k, v in topk_per_user(hits, n_pos, ks).items()}
 
 
 def evaluate_full_ranking(
@@ -50,6 +59,21 @@ def evaluate_full_ranking(
 
     score_fn(users [B]) -> scores [B, n_items]. Users without target pairs are skipped, as RecBole does.
     """
+    users, per_user = full_ranking_per_user(score_fn, n_users, n_items, target, exclude, ks, batch_users, device)
+    return {k: v.mean().item() for k, v in per_user.items()}
+
+
+def full_ranking_per_user(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_users: int,
+    n_items: int,
+    target: np.ndarray,
+    exclude: list[np.ndarray],
+    ks: Iterable[int] = (10, 20, 50),
+    batch_users: int = 1024,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(evaluated users [n] sorted, {metric: [n] per user}) of evaluate_full_ranking."""
     ks = tuple(sorted(set(ks)))
     max_k = min(max(ks), n_items)
     target_t = _sorted_pairs(torch.as_tensor(np.array(target, dtype=np.int64)).reshape(-1, 2))
@@ -66,7 +90,9 @@ def evaluate_full_ranking(
             pos = _batch_mask(target_t, u, n_users, n_items)
             all_hits.append(torch.gather(pos, 1, top))
             all_npos.append(pos.sum(1))
-    return topk_metrics(torch.cat(all_hits), torch.cat(all_npos), ks)
+    if not all_hits:
+        return users, {f"{m}@{k}": torch.zeros(0) for m in METRICS for k in ks}
+    return users, topk_per_user(torch.cat(all_hits), torch.cat(all_npos), ks)
 
 
 def _sorted_pairs(pairs: torch.Tensor) -> torch.Tensor:
@@ -86,3 +112,21 @@ def _batch_mask(pairs: torch.Tensor, users: torch.Tensor, n_users: int, n_items:
     mask = torch.zeros(len(users), n_items, dtype=torch.bool)
     mask[r[keep], chunk[keep, 1]] = True
     return mask
+
+
+def evaluate_model(model: Recommender, split: Split, part: str, cfg: EvalConfig,
+                   device: torch.device | str | None = None) -> dict[str, float]:
+    """Full-ranking metrics on `valid` (train masked) or `test` (train and valid masked, as RecBole).
+    Scores on `device`, by default the model's own."""
+    model.eval()
+    device = device if device is not None else next(model.parameters()).device
+    if part == "valid":
+        target, exclude = split.valid, [split.train]
+    elif part == "test":
+        target, exclude = split.test, [split.train, split.valid]
+    else:
+        raise ValueError(part)
+    with torch.no_grad():
+        items = model.item_vectors()  # computed once per evaluation, not per user batch
+        return evaluate_full_ranking(lambda u: model.user_vectors(u) @ items.T, split.n_users, split.n_items,
+                                     target, exclude, cfg.ks, cfg.batch_users, device)

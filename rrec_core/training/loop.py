@@ -1,8 +1,6 @@
-"""Clean (non-adversarial) training: BPR with uniform negatives, early stopping on validation NDCG@10.
-
-Negatives are drawn uniformly from the items a user has not interacted with *in training*: the
-sampler is built from the training pairs only, so it never sees (and never avoids) validation or
-test items, which would leak them. The best-validation checkpoint is the one returned.
+"""The one training loop: BPR with uniform negatives (or an injected batch loss), early stopping on a
+validation score, the best-validation checkpoint returned. Adversarial fine-tuning plugs its loss and
+model selection in here (rrec_core.training.adversarial) instead of subclassing a trainer.
 """
 from __future__ import annotations
 
@@ -10,42 +8,22 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
-from rrec_core.config import EncoderConfig, EvalConfig, TrainConfig
+from rrec_core.config import EvalConfig, HybridConfig, LoopConfig, MFConfig
 from rrec_core.data.split import Split
-from rrec_core.encoder import resolve_device
-from rrec_core.metrics import evaluate_full_ranking
+from rrec_core.evaluation.ranking import evaluate_model
+from rrec_core.lm.encoder import resolve_device
 from rrec_core.models import MFBPR, Recommender, TextHybrid
+from rrec_core.training.sampling import NegativeSampler
+
+if TYPE_CHECKING:
+    from rrec_core.lm.tower import LMTower
 
 log = logging.getLogger(__name__)
-
-
-class NegativeSampler:
-    """Uniform negatives that exclude the user's training positives (rejection on a sorted key set)."""
-
-    def __init__(self, train: np.ndarray, n_items: int, generator: torch.Generator) -> None:
-        t = torch.as_tensor(np.array(train, dtype=np.int64))
-        self.n_items = n_items
-        self.keys = torch.unique(t[:, 0] * n_items + t[:, 1])  # sorted
-        self.gen = generator
-
-    def is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        k = users * self.n_items + items
-        pos = torch.searchsorted(self.keys, k).clamp(max=len(self.keys) - 1)
-        return self.keys[pos] == k
-
-    def sample(self, users: torch.Tensor) -> torch.Tensor:
-        neg = torch.randint(self.n_items, users.shape, generator=self.gen)
-        for _ in range(100):
-            bad = self.is_positive(users, neg)
-            if not bad.any():
-                return neg
-            neg[bad] = torch.randint(self.n_items, (int(bad.sum()),), generator=self.gen)
-        raise RuntimeError("negative sampling did not converge: some user has interacted with nearly every item")
 
 
 @dataclass
@@ -63,13 +41,15 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_model(kind: str, split: Split, cfg: TrainConfig, text_features: torch.Tensor | None = None) -> Recommender:
+def build_model(kind: str, split: Split, cfg: MFConfig | HybridConfig, text_features: torch.Tensor | None = None) -> Recommender:
     torch.manual_seed(cfg.seed)  # initialization is part of the run: same seed, same model
     if kind == "mf_bpr":
         model: Recommender = MFBPR(split.n_users, split.n_items, cfg.embedding_dim)
     elif kind == "text_hybrid":
         if text_features is None:
             raise ValueError("text_hybrid needs item text features")
+        if not isinstance(cfg, HybridConfig):
+            raise TypeError("text_hybrid is built from a HybridConfig")
         model = TextHybrid(split.n_users, split.n_items, text_features.shape[1], cfg.embedding_dim, cfg.text_dropout)
         model.set_text_features(text_features)
     else:
@@ -88,40 +68,25 @@ def warm_start_from(model: Recommender, source: Recommender) -> Recommender:
     return model
 
 
-def evaluate_model(model: Recommender, split: Split, part: str, cfg: EvalConfig,
-                   device: torch.device | str | None = None) -> dict[str, float]:
-    """Full-ranking metrics on `valid` (train masked) or `test` (train and valid masked, as RecBole).
-    Scores on `device`, by default the model's own."""
-    model.eval()
-    device = device if device is not None else next(model.parameters()).device
-    if part == "valid":
-        target, exclude = split.valid, [split.train]
-    elif part == "test":
-        target, exclude = split.test, [split.train, split.valid]
-    else:
-        raise ValueError(part)
-    with torch.no_grad():
-        items = model.item_vectors()  # computed once per evaluation, not per user batch
-        return evaluate_full_ranking(lambda u: model.user_vectors(u) @ items.T, split.n_users, split.n_items,
-                                     target, exclude, cfg.ks, cfg.batch_users, device)
-
-
 def train_recommender(
     model: Recommender,
     split: Split,
-    cfg: TrainConfig,
+    cfg: LoopConfig,
     eval_cfg: EvalConfig,
     lm_tower: "LMTower | None" = None,
     progress: bool = True,
     warm_start: bool = False,
     batch_loss: Callable | None = None,
     valid_score: Callable | None = None,
+    text_lr: float | None = None,
+    lm_lr: float | None = None,
 ) -> TrainResult:
     """Train; keep the state with the best validation score; stop after `patience` epochs without it.
 
     batch_loss(model, users, pos, neg) -> loss replaces plain BPR (adversarial training plugs in here).
     valid_score(model) -> dict of validation numbers with a "score" key (higher is better), default the
     clean validation NDCG@10; a score of -inf marks an epoch that may not be selected.
+    text_lr / lm_lr: learning rates of a hybrid's text projection and tuned LM layers (default: cfg.lr).
     """
     from tqdm.auto import tqdm
 
@@ -140,11 +105,11 @@ def train_recommender(
     id_params = [p for n, p in model.named_parameters() if not n.startswith(("text_proj.", "text_norm."))]
     params = [{"params": id_params, "lr": cfg.lr}]
     if text_params:
-        params.append({"params": text_params, "lr": cfg.text_lr})
+        params.append({"params": text_params, "lr": text_lr if text_lr is not None else cfg.lr})
     if lm_tower is not None:
         lm_tower.to(device)
         model.text_override = lm_tower
-        params.append({"params": lm_tower.trainable_parameters(), "lr": cfg.lm_lr})
+        params.append({"params": lm_tower.trainable_parameters(), "lr": lm_lr if lm_lr is not None else cfg.lr})
     opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
     sampler = NegativeSampler(split.train, split.n_items, gen)
     train = torch.as_tensor(np.array(split.train, dtype=np.int64))
@@ -205,57 +170,3 @@ def train_recommender(
     model.meta.update({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                        "train_seconds": result.seconds, "config": cfg.model_dump(mode="json")})
     return result
-
-
-class LMTower(torch.nn.Module):
-    """The language model's top N transformer layers, fine-tuned inside the recommender (transfer learning).
-
-    The frozen bottom of the LM runs once: its hidden states at the input of the first tuned layer are
-    cached for every item ([n_items, T, H], T trimmed to the longest item text), so each training step
-    pays only for the N tuned layers on the batch's items.
-    """
-
-    def __init__(self, texts: list[str], enc_cfg: EncoderConfig, n_layers: int) -> None:
-        super().__init__()
-        from rrec_core.encoder import load_language_model
-
-        tokenizer, lm = load_language_model(enc_cfg)
-        layers = _encoder_layers(lm)
-        if not 0 < n_layers <= len(layers):
-            raise ValueError(f"lm_finetune_layers={n_layers}: the model has {len(layers)} layers")
-        self.normalize = enc_cfg.normalize
-        self.layers = torch.nn.ModuleList(list(layers)[len(layers) - n_layers:])
-        enc = tokenizer(texts, padding="longest", truncation=True, max_length=enc_cfg.max_length, return_tensors="pt")
-        with torch.no_grad():
-            hidden = lm(**enc, output_hidden_states=True).hidden_states[len(layers) - n_layers]
-        self.register_buffer("hidden", hidden.float(), persistent=False)
-        self.register_buffer("mask", enc["attention_mask"], persistent=False)
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.layers.parameters())
-
-    def token_states(self, items: torch.Tensor | None) -> torch.Tensor:
-        """[n, T, H] cached token representations entering the first tuned layer."""
-        return self.hidden if items is None else self.hidden[items]
-
-    def forward(self, items: torch.Tensor | None, token_states: torch.Tensor | None = None) -> torch.Tensor:
-        """Item vectors from the tuned layers; `token_states` replaces the cached input (text-side FGM)."""
-        h = self.token_states(items) if token_states is None else token_states
-        m = self.mask if items is None else self.mask[items]
-        additive = (1.0 - m[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
-        for layer in self.layers:
-            out = layer(h, attention_mask=additive)
-            h = out[0] if isinstance(out, tuple) else out
-        from rrec_core.encoder import mean_pool
-
-        emb = mean_pool(h, m)
-        return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb
-
-
-def _encoder_layers(lm: torch.nn.Module) -> torch.nn.ModuleList:
-    """The transformer block list of a BERT-like encoder (model.encoder.layer and kin)."""
-    n = getattr(lm.config, "num_hidden_layers", None)
-    for name, mod in lm.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) == n:
-            return mod
-    raise ValueError(f"cannot find the {n} transformer layers of {type(lm).__name__} for fine-tuning")

@@ -1,0 +1,178 @@
+"""PGD aimed at the ranked list: the attack a robustness number has to survive.
+
+NDCG@10 is a property of each user's full ranking, so these attacks optimize the ranking itself,
+not a sampled BPR pair:
+
+  listwise  maximize the softmax cross-entropy of each held-out positive over the user's candidates
+            (every item outside the history): push the positives down against all items at once;
+  margin    maximize softplus(s_k - s_pos) for each held-out positive, s_k the k-th best score among
+            the user's other candidates: push each positive below the top-k cut-off, and stop pushing
+            one that is already far below it.
+
+Both perturb every user row and every item row (as the pairwise attacks of the robustness grid),
+inside the same balls: per-row L2 or L-inf, absolute or relative to each row's norm. What makes them
+strong (Croce & Hein's lessons for APGD): random restarts, the best iterate kept (an attack never
+reports a weaker point than one it reached), and a step size that starts large and shrinks (cosine).
+The objective is computed over blocks of users, so memory is O(block x items) at any catalogue size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rrec_core import ops
+from rrec_core.attacks.pairwise import Norm, radius
+from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, full_ranking_per_user
+
+Objective = Literal["listwise", "margin"]
+
+
+@dataclass(frozen=True)
+class RankingAttack:
+    objective: Objective
+    eps: float
+    norm: Norm = "l2"
+    scale: Literal["absolute", "relative"] = "absolute"
+    steps: int = 50
+    restarts: int = 2
+    """The first start is delta = 0, the others uniform in the ball; the best over all is kept."""
+    step_fraction: float = 0.5
+    """First step radius as a fraction of eps; it decays to 1% of that over the steps (cosine)."""
+    k: int = 10
+    """Cut-off of the margin objective."""
+    eval_every: int = 5
+    """Steps between best-iterate checks (and the last step): the full-ranking NDCG@10 of the iterate."""
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.objective}-pgd{self.steps}x{self.restarts}-{self.norm}-{self.scale}-{self.eps:g}"
+
+
+@dataclass
+class RankingAttackResult:
+    dU: torch.Tensor  # [n_users, d] the best perturbation found
+    dV: torch.Tensor  # [n_items, d]
+    users: torch.Tensor  # [n_eval] evaluated users (those with held-out pairs), sorted
+    per_user: dict[str, torch.Tensor]  # metric -> [n_eval], at the best perturbation
+    trace: list[float]  # mean NDCG@10 at every check, all restarts in order
+
+
+def ranking_objective(U: torch.Tensor, V: torch.Tensor, users: torch.Tensor, target: torch.Tensor,
+                      exclude: torch.Tensor, objective: Objective, k: int = 10) -> torch.Tensor:
+    """Sum over the held-out pairs of `users` of the attack objective (higher = worse ranking).
+
+    U [n_users, d], V [n_items, d] (perturbed); target / exclude: user-sorted [n, 2] pairs."""
+    n_users, n_items = U.shape[0], V.shape[0]
+    scores = U[users] @ V.T  # [B, n_items]
+    hist = _batch_mask(exclude, users, n_users, n_items)
+    pos = _batch_mask(target, users, n_users, n_items)
+    row, col = pos.nonzero(as_tuple=True)  # one entry per held-out pair
+    if objective == "listwise":
+        logits = scores.masked_fill(hist, float("-inf"))
+        return -(logits.log_softmax(dim=1)[row, col]).sum()
+    if objective == "margin":
+        others = scores.masked_fill(hist | pos, float("-inf"))
+        kk = min(k, n_items - 1)
+        kth = others.topk(kk, dim=1).values[:, -1]  # [B]; its gradient lifts the k-th competitor
+        return F.softplus(kth[row] - scores[row, col]).sum()
+    raise ValueError(f"unknown ranking objective {objective!r}")
+
+
+def _random_start(shape, eps, norm: Norm, gen: torch.Generator) -> torch.Tensor:
+    d = torch.randn(shape, generator=gen)
+    if norm == "l2":
+        d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        r = torch.rand(shape[0], 1, generator=gen)
+        e = eps if not isinstance(eps, torch.Tensor) else eps.reshape(-1, 1)
+        return d * r * e
+    e = eps if not isinstance(eps, torch.Tensor) else eps.reshape(-1, 1)
+    return (2 * torch.rand(shape, generator=gen) - 1) * e
+
+
+def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude: list[np.ndarray],
+                   attack: RankingAttack, ks=(10,), batch_users: int = 1024) -> RankingAttackResult:
+    """The strongest perturbation of (U, V) the attack finds against the ranking of `target`.
+
+    U, V: the model's user and item vectors (constants); target: held-out pairs; exclude: history."""
+    U0, V0 = U.detach().float(), V.detach().float()
+    n_users, n_items = U0.shape[0], V0.shape[0]
+    target_t = _sorted_pairs(torch.as_tensor(np.asarray(target, dtype=np.int64)).reshape(-1, 2))
+    excl_t = _sorted_pairs(torch.cat([torch.as_tensor(np.asarray(e, dtype=np.int64)).reshape(-1, 2)
+                                      for e in exclude]) if exclude else torch.empty(0, 2, dtype=torch.long))
+    users = torch.unique(target_t[:, 0])
+    eps_u, eps_v = radius(U0, _as_pairwise(attack)), radius(V0, _as_pairwise(attack))
+    gen = torch.Generator().manual_seed(attack.seed)
+    ks = tuple(sorted(set(ks) | {10}))
+
+    def evaluate(dU, dV):
+        Ua, Va = U0 + dU, V0 + dV
+        return full_ranking_per_user(lambda u: Ua[u] @ Va.T, n_users, n_items, target, exclude, ks, batch_users)
+
+    best_users, best = evaluate(torch.zeros_like(U0), torch.zeros_like(V0))
+    best_score = best["ndcg@10"].mean().item()
+    best_dU, best_dV = torch.zeros_like(U0), torch.zeros_like(V0)
+    trace = [best_score]
+    for restart in range(attack.restarts):
+        if restart == 0:
+            dU, dV = torch.zeros_like(U0), torch.zeros_like(V0)
+        else:
+            dU = _random_start(U0.shape, eps_u, attack.norm, gen)
+            dV = _random_start(V0.shape, eps_v, attack.norm, gen)
+        for step in range(attack.steps):
+            dU.requires_grad_(True)
+            dV.requires_grad_(True)
+            Ua, Va = U0 + dU, V0 + dV
+            gU, gV = torch.zeros_like(U0), torch.zeros_like(V0)
+            for start in range(0, len(users), batch_users):
+                block = users[start:start + batch_users]
+                loss = ranking_objective(Ua, Va, block, target_t, excl_t, attack.objective, attack.k)
+                a, b = torch.autograd.grad(loss, (dU, dV), retain_graph=start + batch_users < len(users))
+                gU += a
+                gV += b
+            # cosine decay of the step radius from step_fraction * eps to 1% of it
+            frac = attack.step_fraction * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / max(attack.steps, 1))))
+            with torch.no_grad():
+                dU = ops.pgd_step(dU.detach(), gU, eps_u * frac, eps_u, attack.norm)
+                dV = ops.pgd_step(dV.detach(), gV, eps_v * frac, eps_v, attack.norm)
+            if (step + 1) % attack.eval_every == 0 or step + 1 == attack.steps:
+                _, now = evaluate(dU, dV)
+                score = now["ndcg@10"].mean().item()
+                trace.append(score)
+                if score < best_score:
+                    best_score, best, best_dU, best_dV = score, now, dU.clone(), dV.clone()
+    return RankingAttackResult(best_dU, best_dV, best_users, best, trace)
+
+
+def _as_pairwise(attack: RankingAttack):
+    from rrec_core.attacks.pairwise import Attack
+
+    return Attack(eps=attack.eps, norm=attack.norm, scale=attack.scale)
+
+
+def inbatch_listwise_perturbations(U: torch.Tensor, V: torch.Tensor, u_idx: torch.Tensor, p_idx: torch.Tensor,
+                                   eps_u, eps_v, steps: int, norm: Norm, step_fraction: float | None = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dU, dV) maximizing the listwise cross-entropy of each batch pair's positive over the batch's items
+    (the training-time form of the listwise attack: in-batch candidates keep it O(batch^2), not O(items)).
+
+    U [n_u, d] unique batch users, V [n_v, d] unique batch items, u_idx / p_idx [B] into them; constants."""
+    U0, V0 = U.detach(), V.detach()
+    dU, dV = torch.zeros_like(U0), torch.zeros_like(V0)
+    frac = step_fraction if step_fraction is not None else (1.0 if steps == 1 else 2.5 / steps)
+    for _ in range(steps):
+        dU.requires_grad_(True)
+        dV.requires_grad_(True)
+        with torch.enable_grad():
+            logits = (U0 + dU).index_select(0, u_idx) @ (V0 + dV).T  # [B, n_v]
+            loss = F.cross_entropy(logits, p_idx)
+            gU, gV = torch.autograd.grad(loss, (dU, dV))
+        with torch.no_grad():
+            dU = ops.pgd_step(dU.detach(), gU, eps_u * frac, eps_u, norm)
+            dV = ops.pgd_step(dV.detach(), gV, eps_v * frac, eps_v, norm)
+    return dU.detach(), dV.detach()

@@ -1,0 +1,120 @@
+"""The measured tables of docs/results.md, generated from the committed metrics files.
+
+`python -m rrec_core.reporting.results_doc` rewrites every block between
+`<!-- BEGIN generated: NAME -->` and `<!-- END generated: NAME -->` in docs/results.md from
+metrics/*.json; `--check` exits 1 when a block differs (tests/test_docs.py runs it), so a number in
+those tables cannot drift from the metrics the pipeline wrote.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
+
+DOC = Path("docs/results.md")
+RECBOLE_BPR = {"ndcg@10": 0.286, "recall@10": 0.239, "hit@10": 0.772, "mrr@10": 0.482}  # DESIGN.md anchor
+
+
+def pretrain_table(metrics: Path) -> str:
+    r = PretrainResult.from_json((metrics / "pretrain.json").read_text()).models
+    keys = ("ndcg@10", "recall@10", "hit@10", "mrr@10")
+    lines = ["| model | NDCG@10 | Recall@10 | Hit@10 | MRR@10 | best epoch |", "|---|---|---|---|---|---|",
+             "| RecBole 1.2.1 BPR (anchor, DESIGN.md) | " + " | ".join(f"{RECBOLE_BPR[k]:.3f}" for k in keys) + " | |"]
+    for name, m in r.items():
+        lines.append(f"| rrec {name} | " + " | ".join(f"{m.test[k]:.4f}" for k in keys) + f" | {m.best_epoch} |")
+    return "\n".join(lines)
+
+
+def robustness_table(metrics: Path) -> str:
+    r = RobustnessResult.from_json((metrics / "robustness.json").read_text())
+
+    def worst(model, scale, eps):
+        w = [w for w in model.worst_case if w.norm == "l2" and w.scale == scale and w.eps == eps]
+        return f"{w[0].ndcg:.4f} | {100 * w[0].ndcg_kept:.1f}%" if w else "– | –"
+
+    def pairwise(model, scale, eps):
+        hits = [a for a in model.attacks if a.objective == "bpr" and a.norm == "l2" and a.scale == scale
+                and a.eps == eps]
+        return f"{min(a.metrics['ndcg@10'] for a in hits):.4f}" if hits else "–"
+
+    lines = ["| model | clean NDCG@10 | worst case ε=0.5 abs | kept | pairwise PGD ε=0.5 abs | worst case ε=0.25 rel "
+             "| kept | pairwise PGD ε=0.25 rel | mean user / item norm |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in r.models.items():
+        lines.append(f"| {name} | {m.clean['ndcg@10']:.4f} | {worst(m, 'absolute', 0.5)} | {pairwise(m, 'absolute', 0.5)} "
+                     f"| {worst(m, 'relative', 0.25)} | {pairwise(m, 'relative', 0.25)} "
+                     f"| {m.norms.user.mean:.2f} / {m.norms.item.mean:.2f} |")
+    return "\n".join(lines)
+
+
+def poisoning_table(metrics: Path) -> str:
+    r = PoisoningResult.from_json((metrics / "poisoning.json").read_text())
+    names = {"undefended": "undefended", "gan_ft": "GAN-weighted fine-tuning only", "defended": "screen + GAN weights"}
+    lines = ["| attack | arm | screen recall / precision | pretrained shift | adversarial shift | adversarial HR@10 "
+             "| adversarial HR@50 | adversarial NDCG@10 vs clean |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for attack, res in r.attacks.items():
+        for arm, label in names.items():
+            if arm not in res.arms:
+                continue
+            pre, adv = res.arms[arm].pretrained, res.arms[arm].adversarial
+            lines.append(f"| {attack} | {label} | {res.screen.recall:.2f} / {res.screen.precision:.2f} | "
+                         f"{pre['prediction_shift']:+.4f} | {adv['prediction_shift']:+.4f} | "
+                         f"{adv['target_hit@10']:.4f} | {adv['target_hit@50']:.4f} | "
+                         f"{100 * (adv['ndcg@10_change'] or 0.0):+.1f}% |")
+    return "\n".join(lines)
+
+
+def gan_table(metrics: Path) -> str:
+    import json
+
+    g = json.loads((metrics / "gan.json").read_text())
+    lines = ["| fakes | n | item-popularity TV | length mean ± std (real: mean ± std) | screen recall | "
+             "screen precision (flagged) |", "|---|---:|---:|---|---:|---:|"]
+    for name, a in g["attacks"].items():
+        lines.append(f"| {name} | {int(a['n_fake'])} | {a['tv_distance']:.3f} | {a['fake_length_mean']:.0f} ± "
+                     f"{a['fake_length_std']:.0f} ({a['real_length_mean']:.0f} ± {a['real_length_std']:.0f}) | "
+                     f"{a['screen_recall']:.2f} | {a['screen_precision']:.2f} ({a['screen_flagged']:.0f}) |")
+    return "\n".join(lines)
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {"pretrain": pretrain_table, "robustness": robustness_table,
+                                            "poisoning": poisoning_table, "gan": gan_table}
+_BLOCK = re.compile(r"(<!-- BEGIN generated: (\w+) -->\n)(.*?)(<!-- END generated: \2 -->)", re.S)
+
+
+def render(doc: str, metrics: Path) -> str:
+    def fill(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in BLOCKS:
+            raise KeyError(f"{DOC}: unknown generated block {name!r} (known: {sorted(BLOCKS)})")
+        return m.group(1) + BLOCKS[name](metrics) + "\n" + m.group(4)
+
+    return _BLOCK.sub(fill, doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if a generated block is stale")
+    p.add_argument("--doc", default=str(DOC))
+    p.add_argument("--metrics", default="metrics")
+    args = p.parse_args(argv)
+    doc = Path(args.doc)
+    old = doc.read_text()
+    new = render(old, Path(args.metrics))
+    if args.check:
+        if new != old:
+            print(f"{doc}: generated tables differ from {args.metrics}/ (run python -m rrec_core.reporting.results_doc)",
+                  file=sys.stderr)
+            return 1
+        return 0
+    from rrec_core.io import write_text
+
+    write_text(doc, new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

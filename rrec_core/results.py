@@ -1,0 +1,197 @@
+"""Typed results of the evaluation stages, with JSON round trips.
+
+The structure is typed (models, arms, attacks, norms are fields); a set of top-k metrics is a
+`Metrics` mapping by name ("ndcg@10", "target_hit@50"), since its keys follow the configured cut-offs.
+The published metrics files are these models' JSON (`to_json`), read back with `from_json`.
+Timings are never part of a result: they differ run to run, and the metrics files are diffed.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, TypeVar
+
+from pydantic import BaseModel, ConfigDict, RootModel
+
+Metrics = dict[str, float]
+"""Metric name -> value, e.g. {"ndcg@10": 0.28, "recall@10": 0.24}."""
+
+T = TypeVar("T", bound="Result")
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls: type[T], text: str) -> T:
+        return cls.model_validate_json(text)
+
+
+class RootResult(RootModel):
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.model_validate_json(text)
+
+
+# -- pretraining -----------------------------------------------------------------------------------
+
+class ModelMetrics(Result):
+    """Test metrics (train and valid masked) and validation metrics (train masked) of one model."""
+
+    test: Metrics
+    valid: Metrics
+    best_epoch: int
+
+
+class PretrainResult(RootResult):
+    """Model name -> its metrics (metrics/pretrain.json)."""
+
+    root: dict[str, ModelMetrics]
+
+    @property
+    def models(self) -> dict[str, ModelMetrics]:
+        return self.root
+
+
+# -- robustness to embedding attacks ---------------------------------------------------------------
+
+class NormStats(Result):
+    mean: float = 0.0
+    median: float = 0.0
+    p95: float = 0.0
+    max: float = 0.0
+
+
+class EmbeddingNorms(Result):
+    """L2 norms of the user and item vectors an attack perturbs (absolute radii mean nothing without them)."""
+
+    user: NormStats
+    item: NormStats
+
+
+class AttackOutcome(Result):
+    """One attack of the grid against one model."""
+
+    attack: str
+    """fgsm or pgd."""
+    objective: str = "bpr"
+    """What the attacker maximizes: bpr (held-out pairs vs sampled negatives), listwise or margin."""
+    restarts: int = 1
+    steps: int
+    norm: str
+    scale: str
+    eps: float
+    metrics: Metrics
+    ndcg_kept: float
+    """Attacked NDCG@10 / clean NDCG@10."""
+
+
+class WorstCase(Result):
+    """Per user, the worst NDCG@10 over every attack of the suite at one radius (AutoAttack's idea):
+    each attack is one valid perturbation of the tables; a user counts at the one that hurt it most."""
+
+    norm: str
+    scale: str
+    eps: float
+    ndcg: float
+    """Mean over users of the per-user minimum NDCG@10."""
+    ndcg_kept: float
+    """ndcg / clean NDCG@10."""
+    strongest_single: str
+    """The single attack with the lowest mean NDCG@10 at this radius."""
+    strongest_single_ndcg: float
+    worst_for: dict[str, float]
+    """Attack name -> share of users for whom it was the worst (ties to the first in the suite)."""
+
+
+class ModelRobustness(Result):
+    clean: Metrics
+    norms: EmbeddingNorms
+    attacks: list[AttackOutcome]
+    worst_case: list[WorstCase] = []
+
+
+class RobustnessResult(Result):
+    """Every model under every attack of the grid (metrics/robustness.json)."""
+
+    grid: list[str]
+    models: dict[str, ModelRobustness]
+
+
+# -- data poisoning --------------------------------------------------------------------------------
+
+class StagePair(Result):
+    """The same arm's pretrained model and its adversarial fine-tuning."""
+
+    pretrained: dict[str, Optional[float]]
+    adversarial: dict[str, Optional[float]]
+
+
+class ScreenDetection(Result):
+    precision: float
+    recall: float
+    f1: float
+    flagged: float
+    injected: float
+    true_positives: float
+
+
+class DetectorScores(Result):
+    """P(fake) of the GAN-trained detector on the poisoned data."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    p_fake_mean_fakes: Optional[float]
+    p_fake_mean_real: float
+    p_fake_max_real: float
+    real_above_half: int
+
+
+class PoisoningAttackResult(Result):
+    n_fake: int
+    screen: ScreenDetection
+    detector: Optional[DetectorScores] = None
+    arms: dict[str, StagePair]
+    """undefended, gan_ft (when a detector exists), defended."""
+    defended_ratio: dict[str, dict[str, Optional[float]]]
+    """stage -> measure -> defended effect / undefended effect (None: the undefended attack did not move it)."""
+
+
+class PoisoningResult(Result):
+    """metrics/poisoning.json."""
+
+    enabled: bool
+    targets: list[str] = []
+    fake_ratio: float = 0.0
+    seed: int = 0
+    clean: Optional[StagePair] = None
+    attacks: dict[str, PoisoningAttackResult] = {}
+    detector: Optional[dict[str, Any]] = None
+    """The fine-tuning detector's fit statistics."""
+    config: dict[str, Any] = {}
+    """The configuration the arms were trained with (pretrain.mf_bpr, adversarial, validation.screen)."""
+
+
+# -- GAN samples -----------------------------------------------------------------------------------
+
+class GanReport(Result):
+    """How the GAN's fakes were judged, beside heuristic fakes for the same targets."""
+
+    n_fake: int
+    targets: list[str]
+    log: list[dict[str, Any]]
+    """Per-epoch training log (warm-up, calibration and adversarial rows)."""
+    attacks: dict[str, dict[str, float]]
+    """gan / random / bandwagon -> stealth statistics and screen detection rates."""
+    final_d_acc: Optional[float]
+    detector: dict[str, Any]
+    """The fitted FakeDetector (FakeDetector.to_dict())."""
+
+    def published(self) -> dict[str, Any]:
+        """What metrics/gan.json holds: the comparison, not the log or the detector's weights."""
+        return {"n_fake": self.n_fake, "attacks": self.attacks, "final_d_acc": self.final_d_acc}

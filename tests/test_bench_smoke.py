@@ -1,0 +1,50 @@
+"""Every benchmark script documented in bench/README.md runs at the current defaults (tiny inputs:
+the figures mean nothing here; bench/results/ holds the real measurements)."""
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+from dagster import materialize
+from test_pipeline_e2e import project  # noqa: F401  (fixture)
+
+import rrec_core.ops as ops
+
+needs_cpu_kernels = pytest.mark.skipif(not ops.backends().get("cpu"), reason="rrec ops not built")
+
+
+@needs_cpu_kernels
+def test_bench_ops_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_ops.py"), "--device", "cpu", "--no-compile",
+                           "--smoke", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = next(tmp_path.glob("ops_*.md")).read_text()
+    assert "| pgd_l2 |" in md and "naive / BPR" in md and "rrec / BPR" in md
+
+
+@needs_cpu_kernels
+def test_bench_apr_rows_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_apr_rows.py"), "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = next(tmp_path.glob("apr_step_cpu_*_smoke.md")).read_text()
+    assert "| 50 × 80 × 16 | 64 |" in md and "(c) APR, rrec AdversarialLoss" in md
+
+
+@needs_cpu_kernels
+def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
+    root, _ = project
+    from orchestration.definitions import defs
+
+    upstream = ["raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
+                "gan_samples"]
+    assert materialize([a for a in defs.assets if a.key.to_user_string() in upstream],
+                       resources=defs.resources).success
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_adversarial_stage
+
+    out = tmp_path / "results"
+    bench_adversarial_stage.main(["--device", "cpu", "--artifacts", str(root / "artifacts"),
+                                  "--params", str(root / "params.yaml"), "--out", str(out)])
+    md = next(out.glob("adversarial_stage_*.md")).read_text()
+    assert "| rrec |" in md and "| reference |" in md

@@ -1,0 +1,175 @@
+"""The ranking attacks are strong: monotone in radius and steps, collapse at a large radius, far below
+same-norm noise, inside their balls, never weakened by restarts, and stronger than the pairwise BPR
+attack that adversarial training uses (a model is never judged only by its own training adversary)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from rrec_core.attacks import Attack
+from rrec_core.attacks.ranking import RankingAttack, ranking_attack, ranking_objective
+from rrec_core.config import AdversarialConfig, DataConfig, EvalConfig, FinetuneConfig, MFConfig, SplitConfig
+from rrec_core.data import load_dataset
+from rrec_core.data.split import split_interactions
+from rrec_core.evaluation.attacked import attacked_metrics, held_out
+from rrec_core.evaluation.ranking import evaluate_model, full_ranking_per_user
+from rrec_core.training.adversarial import adversarial_finetune
+from rrec_core.training.loop import build_model, train_recommender
+
+EV = EvalConfig(ks=(10,))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import write_tiny_atomic
+
+    path = write_tiny_atomic(tmp_path_factory.mktemp("d") / "tiny", n_users=60, n_items=80, per_user=15)
+    ds = load_dataset(DataConfig(path=str(path)))
+    split = split_interactions(ds.interactions, SplitConfig(), ds.items["item_id"].tolist())
+    cfg = MFConfig(embedding_dim=16, lr=0.01, batch_size=128, epochs=30, patience=100, device="cpu")
+    model = train_recommender(build_model("mf_bpr", split, cfg), split, cfg, EV, progress=False).model
+    return split, model
+
+
+def _tables(model, split):
+    with torch.no_grad():
+        return model.user_vectors(torch.arange(split.n_users)), model.item_vectors()
+
+
+def _ndcg(model, split, attack):
+    U, V = _tables(model, split)
+    target, exclude = held_out(split, "test")
+    return ranking_attack(U, V, target, exclude, attack).per_user["ndcg@10"].mean().item()
+
+
+@pytest.mark.parametrize("objective", ["listwise", "margin"])
+def test_non_increasing_in_eps_and_collapse_at_large_eps(trained, objective):
+    split, model = trained
+    clean = evaluate_model(model, split, "test", EV)["ndcg@10"]
+    got = [_ndcg(model, split, RankingAttack(objective, eps, steps=20)) for eps in (0.0, 0.1, 0.25, 0.5, 1.0)]
+    assert got[0] == pytest.approx(clean, abs=1e-6)  # eps 0 moves nothing
+    assert all(b <= a + 1e-6 for a, b in zip(got, got[1:])), got
+    assert got[2] < 0.8 * clean and got[-1] < 0.02, got  # measured: 0.23 / 0.27 at 0.25, 0.0 at 1.0
+
+
+@pytest.mark.parametrize("objective", ["listwise", "margin"])
+def test_more_steps_and_restarts_never_weaker(trained, objective):
+    split, model = trained
+    few = _ndcg(model, split, RankingAttack(objective, 0.25, steps=5, restarts=1))
+    many = _ndcg(model, split, RankingAttack(objective, 0.25, steps=30, restarts=1))
+    restarts = _ndcg(model, split, RankingAttack(objective, 0.25, steps=30, restarts=3))
+    assert many <= few + 1e-6 and restarts <= many + 1e-9  # restart 0 is the 1-restart run: best-iterate
+
+
+def test_far_below_random_noise_of_the_same_norm(trained):
+    split, model = trained
+    U, V = _tables(model, split)
+    target, exclude = held_out(split, "test")
+    eps = 0.5
+    g = torch.Generator().manual_seed(0)
+    nU, nV = torch.randn(U.shape, generator=g), torch.randn(V.shape, generator=g)
+    nU, nV = eps * nU / nU.norm(dim=1, keepdim=True), eps * nV / nV.norm(dim=1, keepdim=True)
+    _, noisy = full_ranking_per_user(lambda u: (U + nU)[u] @ (V + nV).T, split.n_users, split.n_items, target,
+                                     exclude, (10,))
+    attacked = _ndcg(model, split, RankingAttack("listwise", eps, steps=20))
+    assert attacked < 0.5 * noisy["ndcg@10"].mean().item()
+
+
+@pytest.mark.parametrize("norm,scale", [("l2", "absolute"), ("l2", "relative"), ("linf", "absolute"),
+                                        ("linf", "relative")])
+def test_stays_in_its_ball(trained, norm, scale):
+    split, model = trained
+    U, V = _tables(model, split)
+    target, exclude = held_out(split, "test")
+    eps = 0.3 if scale == "absolute" else 0.2
+    r = ranking_attack(U, V, target, exclude, RankingAttack("margin", eps, norm=norm, scale=scale, steps=10,
+                                                            restarts=2))
+    for d, rows in ((r.dU, U), (r.dV, V)):
+        bound = eps if scale == "absolute" else eps * rows.norm(dim=1)
+        size = d.norm(dim=1) if norm == "l2" else d.abs().amax(dim=1)
+        assert torch.all(size <= bound * (1 + 1e-5) + 1e-7)
+        assert size.max() > 0.5 * (bound if scale == "absolute" else bound.max())  # and uses it
+
+
+def test_objectives_rise_when_positives_fall():
+    U = torch.tensor([[1.0, 0.0]])
+    V = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    target = torch.tensor([[0, 0]])
+    excl = torch.empty(0, 2, dtype=torch.long)
+    users = torch.tensor([0])
+    for objective in ("listwise", "margin"):
+        base = ranking_objective(U, V, users, target, excl, objective, k=1)
+        worse = ranking_objective(U, V * torch.tensor([[0.1], [1.0], [1.0]]), users, target, excl, objective, k=1)
+        assert worse > base, objective
+
+
+def test_ranking_attacks_beat_the_training_adversary_on_an_adversarially_trained_model(trained):
+    """PGD-AT optimizes the pairwise BPR adversary; the ranking attacks find more (cross-objective)."""
+    split, model = trained
+    adv_cfg = AdversarialConfig(method="pgd", eps=0.25, steps=3, select_attack_steps=3, min_clean_ratio=0.5,
+                                gan_weighting=False,
+                                train=FinetuneConfig(lr=0.01, batch_size=128, epochs=5, patience=100, device="cpu"))
+    adv = adversarial_finetune(copy.deepcopy(model), split, adv_cfg, EV, progress=False).model
+    pairwise = attacked_metrics(adv, split, Attack(eps=0.25, steps=20), "test", EV)["ndcg@10"]
+    for objective in ("listwise", "margin"):
+        assert _ndcg(adv, split, RankingAttack(objective, 0.25, steps=30)) < pairwise - 0.02, objective
+
+
+def test_worst_case_is_per_user_minimum(trained):
+    from rrec_core.config import RobustnessConfig
+    from rrec_core.evaluation.robustness import evaluate_robustness
+
+    split, model = trained
+    cfg = RobustnessConfig(eps_absolute=(0.25,), eps_relative=(), steps=(1, 10), norms=("l2",),
+                           ranking_steps=10, ranking_restarts=1)
+    res, _ = evaluate_robustness({"m": model}, split, cfg, EV, progress=False)
+    (w,) = res.models["m"].worst_case
+    singles = {a.objective + str(a.steps): a.metrics["ndcg@10"] for a in res.models["m"].attacks}
+    assert len(singles) == 4 and w.ndcg <= min(singles.values()) + 1e-9
+    assert w.strongest_single_ndcg == pytest.approx(min(singles.values()), abs=1e-6)
+    assert sum(w.worst_for.values()) == pytest.approx(1.0, abs=1e-3)
+    assert np.isclose(w.ndcg_kept, w.ndcg / res.models["m"].clean["ndcg@10"], atol=1e-5)
+
+
+def test_inbatch_listwise_adversary_raises_its_loss_inside_the_ball():
+    import torch.nn.functional as F
+
+    from rrec_core.attacks.ranking import inbatch_listwise_perturbations
+
+    g = torch.Generator().manual_seed(0)
+    U, V = torch.randn(20, 8, generator=g), torch.randn(30, 8, generator=g)
+    u, p = torch.randint(20, (64,), generator=g), torch.randint(30, (64,), generator=g)
+    before = F.cross_entropy(U[u] @ V.T, p)
+    losses = []
+    for steps in (1, 5):
+        dU, dV = inbatch_listwise_perturbations(U, V, u, p, 0.3, 0.3, steps, "l2")
+        assert dU.norm(dim=1).max() <= 0.3 + 1e-5 and dV.norm(dim=1).max() <= 0.3 + 1e-5
+        losses.append(F.cross_entropy((U + dU)[u] @ (V + dV).T, p).item())
+    assert before.item() < losses[0] <= losses[1] + 1e-4
+
+
+def test_worst_case_selection_is_never_above_the_pairwise_one(trained):
+    from rrec_core.training.adversarial import training_attack, validation_robustness
+
+    split, model = trained
+    ev = EvalConfig(ks=(10,))
+    for eps in (0.1, 0.25):
+        cfg = AdversarialConfig(eps=eps, select_attack_steps=5)
+        sel = Attack(eps=eps, steps=5, norm=training_attack(cfg).norm)
+        pair = validation_robustness(model, split, cfg, sel, ev)
+        worst = validation_robustness(model, split, cfg.model_copy(update={"select_on": "worst_case"}), sel, ev)
+        assert worst < pair
+
+
+def test_listwise_adversarial_training_runs_and_keeps_its_selection_rule(trained):
+    split, model = trained
+    cfg = AdversarialConfig(method="pgd", adversary="listwise", select_on="worst_case", eps=0.25, steps=2,
+                            select_attack_steps=3, min_clean_ratio=0.9, gan_weighting=False,
+                            train=FinetuneConfig(lr=0.01, batch_size=128, epochs=3, patience=100, device="cpu"))
+    res = adversarial_finetune(copy.deepcopy(model), split, cfg, EV, progress=False)
+    clean0 = res.model.meta["pretrained_valid_ndcg@10"]
+    best = [h for h in res.history if h["epoch"] == res.best_epoch][0]
+    assert best["valid_ndcg@10"] >= 0.9 * clean0  # only epochs that keep clean quality are selectable
+    assert all(h["valid_ndcg@10_attacked"] <= best["valid_ndcg@10_attacked"] + 1e-12 for h in res.history
+               if h.get("valid_ndcg@10", 0) >= 0.9 * clean0)
