@@ -48,3 +48,11 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
                                   "--params", str(root / "params.yaml"), "--out", str(out)])
     md = next(out.glob("adversarial_stage_*.md")).read_text()
     assert "| rrec |" in md and "| reference |" in md
+
+    # the defence-variant bench reads the same artefacts
+    import robust_defence
+
+    robust_defence.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
+                         "--out", str(out)])
+    md = next(out.glob("robust_defence_*_smoke.md")).read_text()
+    assert "| none (pretrained) |" in md and "worst case" in md
