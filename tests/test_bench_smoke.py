@@ -56,3 +56,13 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
                          "--out", str(out)])
     md = next(out.glob("robust_defence_*_smoke.md")).read_text()
     assert "| none (pretrained) |" in md and "worst case" in md
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (profile_ops, ncu_ops)")
+@pytest.mark.parametrize("script,args", [("profile_ops.py", ["--batch", "256"]), ("ncu_ops.py", [])])
+def test_cuda_bench_scripts_run(script, args, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args,
+                           *(["--out", str(tmp_path)] if script == "profile_ops.py" else [])],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
