@@ -66,3 +66,14 @@ def test_cuda_bench_scripts_run(script, args, tmp_path):
                            *(["--out", str(tmp_path)] if script == "profile_ops.py" else [])],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("script", ["screen_grid.py", "gan_stealth.py", "hybrid_ablation.py"])
+def test_doc_table_scripts_smoke(script, tmp_path):
+    """The scripts behind docs/poisoning.md, docs/gan.md and docs/architecture.md's measured tables."""
+    if script == "hybrid_ablation.py" and not (ROOT / "data" / "ml-100k").is_dir():
+        pytest.skip("ML-100K not pulled (make data)")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.glob("*.md")), "no result table written"
