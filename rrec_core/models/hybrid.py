@@ -25,7 +25,7 @@ class TextHybrid(Recommender):
         self.text_norm = nn.LayerNorm(text_dim)
         self.text_proj = nn.Linear(text_dim, dim)  # its output is what text-side attacks perturb
         # zero-init: training starts from plain MF and learns how much text to use. With the default
-        # init the text term is ~17x the xavier ID vectors and the model degrades to content-based.
+        # init the text term is 15.7x the xavier ID vectors and the model degrades to content-based.
         nn.init.zeros_(self.text_proj.weight)
         nn.init.zeros_(self.text_proj.bias)
         self.dropout = nn.Dropout(text_dropout)
