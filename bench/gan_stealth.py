@@ -25,6 +25,9 @@ same targets and seed. GAN seeds 1, 2, 3.
     .venv/bin/python bench/gan_stealth.py                       # ~2-3 min on 2 quiet cores
     .venv/bin/python bench/gan_stealth.py --smoke --out /tmp/x  # synthetic 120 x 150 table, tiny GAN, seconds
 
+Every profile has the mean real length (`profile_lengths="mean"`), as when the committed tables were
+measured; the library's default now draws lengths from the real distribution.
+
 Writes bench/results/gan_stealth_<date>.md (+ .json with the logs and every number); `--smoke`: *_smoke.*.
 """
 from __future__ import annotations
@@ -311,14 +314,15 @@ def main(argv=None) -> int:
     screen = ScreenConfig()
     if args.smoke:
         rated = synthetic()
-        base, variants, critic_steps = {"hidden": 32, "pretrain_epochs": 3, "epochs": 2, "eval_users": 64, "calibrate_rounds": 1}, \
+        base, variants, critic_steps = {"hidden": 32, "pretrain_epochs": 3, "epochs": 2, "eval_users": 64, "calibrate_rounds": 1,
+                                             "profile_lengths": "mean"}, \
             {"GAN, warm start only (`epochs=0`)": {"epochs": 0}}, 20
         seeds = seeds[:1]
         label = "synthetic"
     else:
         params = load_params(args.params)
         rated = load_dataset(params.data, ROOT).interactions
-        base, variants, critic_steps = {}, VARIANTS, CRITIC["steps"]
+        base, variants, critic_steps = {"profile_lengths": "mean"}, VARIANTS, CRITIC["steps"]
         label = params.data.path
     implicit = rated.drop(columns=["rating"])
     n_real = implicit["user_id"].nunique()
@@ -376,8 +380,10 @@ def main(argv=None) -> int:
         for mode, data in (("implicit", implicit), ("ratings", rated)):
             cfg = GanConfig(seed=s, **base)
             attacks = {"gan": gan_attack(data, targets, cfg, result=gans[s]),
-                       "bandwagon": inject_attack(data, attack="bandwagon", targets=targets, fake_ratio=FAKE_RATIO, seed=s),
-                       "random": inject_attack(data, attack="random", targets=targets, fake_ratio=FAKE_RATIO, seed=s)}
+                       "bandwagon": inject_attack(data, attack="bandwagon", targets=targets, fake_ratio=FAKE_RATIO, seed=s,
+                                                  profile_lengths="mean"),
+                       "random": inject_attack(data, attack="random", targets=targets, fake_ratio=FAKE_RATIO, seed=s,
+                                               profile_lengths="mean")}
             for a, p in attacks.items():
                 row = screen_row(p, screen)
                 res["screen"][a][mode].append(row)

@@ -97,7 +97,8 @@ def header(title: str, meta: dict) -> list[str]:
 
 def screen_once(data: pd.DataFrame, attack: str, ratio: float, seed: int, screen: ScreenConfig) -> dict:
     t0 = time.perf_counter()
-    p = inject_attack(data, ShillingConfig(attack=attack, fake_ratio=ratio, seed=seed))
+    # mean-length profiles, as when the committed grid was measured (the default now draws real lengths)
+    p = inject_attack(data, ShillingConfig(attack=attack, fake_ratio=ratio, seed=seed, profile_lengths="mean"))
     r = screen_users(p.interactions, screen)
     m = detection_metrics(r.flagged, p.fake_users)
     fakes = set(p.fake_users)
@@ -130,7 +131,7 @@ def cell(rows: list[dict], key: str) -> str:
 def markdown(meta: dict, grid: list[dict], clean: dict, split_rows: list[dict]) -> str:
     lines = header("Poisoning screen on ML-100K: fake ratio x attack x seed", meta)
     lines += [f"Data: {meta['data']}. Screen: `screen_users` with `ScreenConfig()` defaults; "
-              "`inject_attack(data, ShillingConfig(attack, fake_ratio, seed))`, 5 targets drawn by "
+              "`inject_attack(data, ShillingConfig(attack, fake_ratio, seed, profile_lengths=\"mean\"))`, 5 targets drawn by "
               "`select_targets` with the attack seed. Each cell lists seeds " + ", ".join(map(str, meta["seeds"]))
               + " in order.", "",
               f"Without an attack the screen flags {clean['ratings']} users (ratings) and {clean['implicit']} "

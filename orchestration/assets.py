@@ -164,8 +164,10 @@ def poisoning_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig
             "target_hr": _png_md(ev.figure_png)}
     for attack, res in r.attacks.items():
         meta[f"{attack}/screen_recall"] = res.screen.recall
-        for arm in ("undefended", "defended"):
-            meta[f"{attack}/{arm}/adversarial_promotion@10"] = round(res.arms[arm].adversarial["promotion@10"] or 0.0, 4)
+        if res.stealth:
+            meta[f"{attack}/stealth_auc"] = round(res.stealth["stealth_auc"], 3)
+        for arm, pair in res.arms.items():
+            meta[f"{attack}/{arm}/adversarial_hr@50"] = round(pair.adversarial["target_hit@50"] or 0.0, 4)
     return Output(ev, metadata=meta)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -56,7 +56,11 @@ class ShillingConfig(_Strict):
     target_min_count: int = 5
     """Drawn targets have at least this many interactions."""
     filler_size: int | None = None
-    """Non-target items per profile (selected + filler); null: mean real profile length - n_targets."""
+    """Non-target items per profile (selected + filler); null: set by `profile_lengths`."""
+    profile_lengths: Literal["real", "mean"] = "real"
+    """Without filler_size / filler_fraction: each profile's length drawn from the real length
+    distribution ("real"), or every profile at the mean real length ("mean", the constant length
+    of results measured before 2026-12-02 session 2)."""
     filler_fraction: float | None = None
     """Alternative to filler_size: this fraction of the catalogue (takes precedence)."""
     n_selected: int = 10
@@ -145,7 +149,10 @@ class GanConfig(_Strict):
     eval_users: int = 512
     """Real users (and as many fakes) in the per-epoch critic evaluation."""
     filler_size: int | None = None
-    """Non-target items per generated profile; null: round(mean real length) - n_targets."""
+    """Non-target items per generated profile; null: set by `profile_lengths`."""
+    profile_lengths: Literal["real", "mean"] = "real"
+    """Without filler_size: each generated profile's length drawn from the real length distribution
+    ("real"), or round(mean real length) for all ("mean", the results before 2026-12-02 session 2)."""
     fake_ratio: float = 0.03
     """Fake users = round(fake_ratio * real users), at least 1."""
     n_targets: int = 5
@@ -283,6 +290,12 @@ class AdversarialConfig(_Strict):
     """Objective clean_weight * L_clean + (1 - clean_weight) * L_adv."""
     delta_penalty: float = 0.0
     """lambda_delta: the adversary maximizes L_adv - lambda_delta * ||delta||^2 (0: hard ball only)."""
+    user_radius: Literal["uniform", "vulnerability"] = "uniform"
+    """Each user's radius: eps for all, or VAT-style (Li et al., RecSys 2024) eps * clip(mean batch loss
+    / the user's loss, 1/vulnerability_cap, vulnerability_cap), rescaled to mean eps over the batch's
+    users: the users the model fits best, the most vulnerable to poisoning, get the widest ball."""
+    vulnerability_cap: float = 3.0
+    """Bound of the vulnerability factor (user_radius: vulnerability)."""
     text_eps: float = 0.0
     """FGM radius on the LM's token states (needs pretrain.text_hybrid.lm_finetune_layers > 0)."""
     min_clean_ratio: float = 0.98
@@ -299,22 +312,67 @@ class AdversarialConfig(_Strict):
     """The fine-tuning loop."""
 
 
+class GradientAttackConfig(_Strict):
+    """Fake profiles optimized through the retraining of an implicit-ALS surrogate; see
+    rrec_core.poisoning.gradient (measured defaults: docs/poisoning.md)."""
+
+    fake_ratio: float = 0.03
+    """Fake users = round(fake_ratio * real users), at least 1."""
+    n_targets: int = 1
+    """Targets drawn when none are given."""
+    seed: int = 0
+    """Seed of targets, lengths, the surrogate's initialization and the starting profiles."""
+    dim: int = 32
+    """Surrogate factors."""
+    reg: float = 10.0
+    """Surrogate ridge penalty."""
+    confidence: float = 10.0
+    """Surrogate confidence of an observed pair: 1 + confidence (unobserved: 1)."""
+    fit_rounds: int = 8
+    """ALS alternations of the surrogate's clean fit."""
+    unroll_rounds: int = 2
+    """Alternations of the differentiable retraining on real + fake data (warm-started from the clean fit)."""
+    steps: int = 30
+    """Adam steps on the fake profiles' logits."""
+    lr: float = 0.3
+    """Adam learning rate on the logits."""
+    k: int = 50
+    """Cut-off of the smooth hit-rate objective."""
+    tau: float = 0.05
+    """Temperature of the smooth hit rate, in surrogate score units."""
+
+
 class PoisoningEvalConfig(_Strict):
     """Poisoning evaluation: inject, retrain from scratch per arm, measure on real users."""
 
     enabled: bool = True
     """Run the evaluation (its outputs are written either way, saying so)."""
-    attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan"], ...] = ("bandwagon", "gan")
+    attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan", "gradient"], ...] = (
+        "bandwagon", "gan", "gradient")
     """Attacks to inject, each evaluated in every arm."""
     fake_ratio: float = 0.03
     """Fake users = round(fake_ratio * real users)."""
-    n_targets: int = 5
-    """Targets drawn when none are given."""
+    n_targets: int = 1
+    """Targets drawn when none are given (one, as Leg-UP, AUSH and ARLib push one item at a time)."""
     targets: list[str] | None = None
     """Raw item ids to promote; null: drawn by shilling.select_targets with `seed`."""
     seed: int = 1
     """Another seed than gan.seed: other targets and draws than the profiles the fine-tuning
     detector was fitted on."""
+    robust: dict[str, Any] = Field(default_factory=lambda: {"user_radius": "vulnerability", "eps": 2.0})
+    """The `robust` arm's overrides of the adversarial section (a detection-free training-time defence);
+    empty: no robust arm."""
+
+    @field_validator("robust")
+    @classmethod
+    def _robust_overrides_are_adversarial_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(v) - set(AdversarialConfig.model_fields)
+        if unknown:
+            raise ValueError(f"poisoning.robust overrides unknown adversarial fields: {sorted(unknown)}")
+        AdversarialConfig.model_validate(v)  # the values themselves must be valid
+        return v
+    gradient: GradientAttackConfig = Field(default_factory=GradientAttackConfig)
+    """The gradient attack's optimizer and surrogate (its fake_ratio, n_targets and seed are this section's)."""
 
 
 class RobustnessConfig(_Strict):

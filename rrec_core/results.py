@@ -155,9 +155,12 @@ class DetectorScores(Result):
 class PoisoningAttackResult(Result):
     n_fake: int
     screen: ScreenDetection
+    stealth: Optional[dict[str, float]] = None
+    """Out-of-fold AUC of real-vs-fake classifiers (rrec_core.poisoning.stealth; 0.5 = indistinguishable)
+    and the fakes' profile lengths beside the real ones."""
     detector: Optional[DetectorScores] = None
     arms: dict[str, StagePair]
-    """undefended, gan_ft (when a detector exists), defended."""
+    """undefended, gan_ft (when a detector exists), robust (when poisoning.robust is set), defended."""
     defended_ratio: dict[str, dict[str, Optional[float]]]
     """stage -> measure -> defended effect / undefended effect (None: the undefended attack did not move it)."""
 

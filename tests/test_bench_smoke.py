@@ -68,7 +68,8 @@ def test_cuda_bench_scripts_run(script, args, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("script", ["screen_grid.py", "gan_stealth.py", "hybrid_ablation.py"])
+@pytest.mark.parametrize("script", ["screen_grid.py", "gan_stealth.py", "hybrid_ablation.py", "poisoning_strength.py",
+                                    "screen_protocol.py", "poisoning_defence.py"])
 def test_doc_table_scripts_smoke(script, tmp_path):
     """The scripts behind docs/poisoning.md, docs/gan.md and docs/architecture.md's measured tables."""
     if script == "hybrid_ablation.py" and not (ROOT / "data" / "ml-100k").is_dir():

@@ -137,6 +137,11 @@ def test_gan_attack_poisoned_data(trained, data):
     assert set(inj["user_id"]) == set(p.fake_users)
     assert all(set(TARGETS) <= s for s in inj.groupby("user_id")["item_id"].apply(set))
     assert out.attrs["poisoning"]["attack"] == "gan"
+    # profile lengths are drawn from the real ones (profile_lengths: real, the default), not one constant
+    lengths = inj.groupby("user_id").size()
+    assert set(lengths) <= set(data.groupby("user_id").size()) and lengths.nunique() > 1
+    m = gan_attack(data, TARGETS, GanConfig(seed=7, fake_ratio=0.05, profile_lengths="mean", **SMALL), result=trained)
+    assert (m.injected.groupby("user_id").size() == round(data.groupby("user_id").size().mean())).all()
     # with ratings: every injected row gets the maximum rating; default targets come from select_targets
     rated = zipf_interactions(seed=1, ratings=True)
     q = gan_attack(rated, None, GanConfig(seed=3, n_targets=4, **SMALL))

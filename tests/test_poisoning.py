@@ -62,8 +62,8 @@ def test_attack_injects_asked_profiles(data, attack, ratio):
     assert inj["timestamp"].min() > data["timestamp"].max()
     held = inj.groupby("user_id")["item_id"].apply(set)
     assert all(set(p.targets) <= s for s in held)
-    mean_len = round(data.groupby("user_id").size().mean())
-    assert (inj.groupby("user_id").size() == mean_len).all()  # targets + fillers = mean real length
+    real_lengths = set(data.groupby("user_id").size())
+    assert set(inj.groupby("user_id").size()) <= real_lengths  # lengths drawn from the real ones
     assert inj["item_id"].isin(set(data["item_id"])).all()
     assert inj["rating"].between(1, 5).all() and (inj["rating"] % 1 == 0).all()
     top = inj[inj["item_id"].isin(p.targets)]["rating"]
@@ -81,6 +81,13 @@ def test_attack_options(data):
     p = inject_attack(implicit, attack="random", fake_ratio=0.05, targets=["i250", "i260"], filler_size=12, seed=1)
     assert p.targets == ["i250", "i260"] and "rating" not in p.interactions
     assert (p.injected.groupby("user_id").size() == 14).all()
+    mean_len = round(data.groupby("user_id").size().mean())
+    q = inject_attack(data, attack="bandwagon", fake_ratio=0.05, profile_lengths="mean", seed=1)
+    assert (q.injected.groupby("user_id").size() == mean_len).all()  # the old constant length
+    # lengths follow the real distribution: spread like the real ones, not one constant
+    r = inject_attack(data, attack="bandwagon", fake_ratio=0.2, seed=1).injected.groupby("user_id").size()
+    real = data.groupby("user_id").size()
+    assert r.std() > 0.5 * real.std() and abs(r.mean() - real.mean()) < 3
     # deterministic given the seed, different across seeds
     a = inject_attack(data, attack="average", seed=5).interactions
     b = inject_attack(data, attack="average", seed=5).interactions

@@ -100,24 +100,30 @@ def test_evaluate_poisoning_runs_every_arm(data, detector, tmp_path):
                             train=FinetuneConfig(**{**LOOP, "epochs": 3}))
     r, seconds = evaluate_poisoning(inter, split, cfg, ScreenConfig(), MFConfig(**TINY), adv, detector)
     res = r.attacks["bandwagon"]
-    assert set(res.arms) == {"undefended", "gan_ft", "defended"} and res.detector is not None
+    assert set(res.arms) == {"undefended", "gan_ft", "robust", "defended"} and res.detector is not None
     assert res.n_fake == 15 and len(r.targets) == 3 and set(seconds) >= {"clean", "bandwagon/defended"}
-    for arm in ("undefended", "gan_ft", "defended"):
+    for arm in ("undefended", "gan_ft", "robust", "defended"):
         for stage in ("pretrained", "adversarial"):
             m = getattr(res.arms[arm], stage)
             assert 0 <= m["target_hit@10"] <= m["target_hit@50"] <= 1 and 0 < m["ndcg@10"] <= 1
     # the attack moves its targets up for the undefended model (real users only)
     und, dfd = res.arms["undefended"].pretrained, res.arms["defended"].pretrained
     assert und["prediction_shift"] > 0.05
-    # gan_ft shares the undefended pretraining: same pretrained numbers
-    assert res.arms["gan_ft"].pretrained == und
+    # gan_ft and robust share the undefended pretraining: same pretrained numbers; robust fine-tunes
+    # with its own radii (VAT-style, eps 2), so its adversarial model differs
+    assert res.arms["gan_ft"].pretrained == und and res.arms["robust"].pretrained == und
+    assert res.arms["robust"].adversarial != res.arms["undefended"].adversarial
     # the screen catches every fake and nobody else on this data, so the defended pretraining is the
     # clean one, exactly (poisoned_split drops the quarantined fakes; same tables, same initialization)
     assert res.screen.recall == 1.0 and res.screen.precision == 1.0
     assert dfd["prediction_shift"] == 0.0 and dfd["ndcg@10_change"] == 0.0
     assert PoisoningResult.from_json(r.to_json()) == r  # typed result round-trips JSON
     frame = poisoning_frame(r)
-    assert set(frame["arm"]) == {"clean", "undefended", "gan_ft", "defended"}
+    assert set(frame["arm"]) == {"clean", "undefended", "gan_ft", "robust", "defended"}
+    # no robust overrides: no robust arm
+    r2, _ = evaluate_poisoning(inter, split, cfg.model_copy(update={"robust": {}, "attacks": ("random",)}), ScreenConfig(),
+                               MFConfig(**TINY), adv, None)
+    assert set(r2.attacks["random"].arms) == {"undefended", "defended"}
     md = poisoning_markdown(r)
     assert md.startswith("## Data poisoning") and "| bandwagon |" in md
     assert plot_poisoning(r)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -60,10 +60,13 @@ def perturbations(
     p_idx: torch.Tensor,  # [B] positive item index into V
     n_idx: torch.Tensor,  # [B] negative item index into V
     attack: Attack,
+    user_scale: torch.Tensor | None = None,  # [n_u] multiplier of each user row's radius (VAT-style)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(δU, δV) maximizing the BPR loss of the pairs within the ball; constants (no graph to U, V)."""
     U0, V0 = U.detach(), V.detach()
     eps_u, eps_v = radius(U0, attack), radius(V0, attack)
+    if user_scale is not None:
+        eps_u = eps_u * user_scale
     dU = torch.zeros_like(U0)
     dV = torch.zeros_like(V0)
     on_u = attack.targets in ("both", "users")

@@ -1,6 +1,6 @@
 """Poisoning evaluation: inject an attack, retrain from scratch, measure what it did to real users.
 
-For each attack in `cfg.attacks` (heuristic shilling attacks and the GAN), fake users holding the
+For each attack in `cfg.attacks` (heuristic shilling attacks, the GAN and the gradient attack), fake users holding the
 targets are injected into the data the validation stage sees; their interactions join the training
 set (an attacker adds training data; the real users' validation and test rows stay as they are, so
 every arm is measured on the same held-out pairs). Then, from scratch:
@@ -9,6 +9,9 @@ every arm is measured on the same held-out pairs). Then, from scratch:
   undefended  poisoned data, no screen: pretrained, then plain adversarial fine-tuning
   gan_ft      poisoned data, no screen; fine-tuning weights users by 1 - P(fake) from the detector
               fitted on the gan_samples asset's profiles (the ablation: what the GAN adds alone)
+  robust      poisoned data, no screen, no weights: fine-tuning with `cfg.robust` laid over the
+              adversarial config (default VAT-style per-user radii at eps 2: a training-time defence that
+              needs no detection; bench/poisoning_defence.py measured it against the gradient attack)
   defended    poisoned data, the validation stage's screen (flagged users' training rows dropped,
               real or fake), then fine-tuning with the GAN weights (the whole defence)
 
@@ -38,7 +41,7 @@ from rrec_core.training.adversarial import adversarial_finetune
 from rrec_core.training.loop import build_model, train_recommender
 
 log = logging.getLogger(__name__)
-ARMS = ("clean", "undefended", "gan_ft", "defended")
+ARMS = ("clean", "undefended", "gan_ft", "robust", "defended")
 
 
 def poisoned_split(split: Split, fakes: pd.DataFrame, drop_users=()) -> Split:
@@ -67,6 +70,7 @@ def poisoned_split(split: Split, fakes: pd.DataFrame, drop_users=()) -> Split:
 
 def _train_pipeline(split: Split, pre_cfg: MFConfig, adv_cfg: AdversarialConfig, weights: torch.Tensor | None,
                     progress: bool, pretrained=None):
+    """(pretrained MF-BPR, its adversarial fine-tuning); `pretrained` given: only the fine-tuning."""
     ev = EvalConfig(ks=(10,))
     if pretrained is None:
         pretrained = build_model("mf_bpr", split, pre_cfg)
@@ -81,10 +85,14 @@ def _real_ndcg(model, split: Split, n_real: int) -> float:
 
 
 def inject(name: str, interactions: pd.DataFrame, targets: list[str], cfg: PoisoningEvalConfig, gan_result=None):
-    """One attack on `interactions` (PoisonedData): a heuristic shilling attack or the GAN."""
+    """One attack on `interactions` (PoisonedData): a heuristic shilling attack, the GAN or the gradient attack."""
     from rrec_core.poisoning.gan import gan_attack
+    from rrec_core.poisoning.gradient import gradient_attack
     from rrec_core.poisoning.shilling import inject_attack
 
+    if name == "gradient":
+        return gradient_attack(interactions, targets=targets, cfg=cfg.gradient, fake_ratio=cfg.fake_ratio,
+                               seed=cfg.seed, log=log.info)
     if name == "gan":
         if gan_result is None:
             raise ValueError("the gan attack needs the trained generator (gan_samples)")
@@ -102,6 +110,7 @@ def evaluate_poisoning(interactions: pd.DataFrame, split: Split, cfg: PoisoningE
     defends with the screen alone)."""
     from rrec_core.poisoning.screen import screen_users
     from rrec_core.poisoning.shilling import select_targets
+    from rrec_core.poisoning.stealth import stealth_auc
 
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -118,13 +127,20 @@ def evaluate_poisoning(interactions: pd.DataFrame, split: Split, cfg: PoisoningE
     seconds["clean"] = round(time.perf_counter() - t0, 1)
     attacks: dict[str, PoisoningAttackResult] = {}
     for attack in cfg.attacks:
+        t0 = time.perf_counter()
         poisoned = inject(attack, interactions, targets, cfg, gan_result)
+        seconds[f"{attack}/inject"] = round(time.perf_counter() - t0, 1)
         fakes = poisoned.injected
+        t0 = time.perf_counter()
         flagged = screen_users(poisoned.interactions, screen).flagged
+        stealth = stealth_auc(poisoned.interactions, poisoned.fake_users, targets, screen, seed=cfg.seed)
+        seconds[f"{attack}/screen+stealth"] = round(time.perf_counter() - t0, 1)
         weight_stats = None
         arms: dict[str, tuple[Split, torch.Tensor | None, str | None]] = {}
         und = poisoned_split(split, fakes)
         arms["undefended"] = (und, None, None)
+        if cfg.robust:
+            arms["robust"] = (und, None, "undefended")
         if detector is not None:
             w_und, p_und = suspicion_weights(detector, und)
             weight_stats = _weight_stats(p_und, poisoned.fake_users, real_users)
@@ -137,7 +153,8 @@ def evaluate_poisoning(interactions: pd.DataFrame, split: Split, cfg: PoisoningE
         for arm, (s, w, reuse) in arms.items():
             t0 = time.perf_counter()
             pre = trained[reuse][0] if reuse else None
-            pre, adv = _train_pipeline(s, pre_cfg, adv_cfg, w, progress, pretrained=pre)
+            arm_cfg = AdversarialConfig.model_validate({**adv_cfg.model_dump(), **cfg.robust}) if arm == "robust" else adv_cfg
+            pre, adv = _train_pipeline(s, pre_cfg, arm_cfg, w, progress, pretrained=pre)
             trained[arm] = (pre, adv)
             hist = _history(s)
             row: dict[str, dict[str, float | None]] = {}
@@ -166,6 +183,7 @@ def evaluate_poisoning(interactions: pd.DataFrame, split: Split, cfg: PoisoningE
                 ratios[stage][key] = d / u if u is not None and d is not None and u > 0 else None
         attacks[attack] = PoisoningAttackResult(
             n_fake=len(poisoned.fake_users), screen=ScreenDetection(**detection_metrics(flagged, poisoned.fake_users)),
+            stealth=stealth,
             detector=weight_stats, arms=rows, defended_ratio=ratios)
     seconds["total"] = round(time.perf_counter() - t_start, 1)
     result = PoisoningResult(

@@ -38,7 +38,7 @@ from torch import nn
 
 from rrec_core.config import GanConfig
 from rrec_core.io import atomic_path, load_tensors, save_tensors
-from rrec_core.poisoning.shilling import PoisonedData, append_fake_rows, select_targets
+from rrec_core.poisoning.shilling import PoisonedData, append_fake_rows, sample_profile_lengths, select_targets
 
 ATTACK = "gan"
 FORMAT_VERSION = 1
@@ -307,13 +307,15 @@ def _evaluate(G: Generator, D: Discriminator, X: torch.Tensor, lengths: torch.Te
 # --- attack -------------------------------------------------------------------------------------
 
 def generate_profiles(result: GanResult, targets: list[str], n_users: int, seed: int = 0,
-                      filler_size: int | None = None, batch: int = 256) -> pd.DataFrame:
-    """Interactions of `n_users` fake users "fake-gan-<k>": each holds every target plus `filler_size`
-    items drawn from G (Gumbel-top-k of its logits for a randomly drawn template, targets excluded).
+                      filler_size: int | None = None, batch: int = 256,
+                      lengths: np.ndarray | None = None) -> pd.DataFrame:
+    """Interactions of `n_users` fake users "fake-gan-<k>": each holds every target plus its fillers
+    drawn from G (Gumbel-top-k of its logits for a randomly drawn template, targets excluded).
 
-    filler_size: this argument, else the config's, else round(mean real length) - len(targets) (so a
-    fake profile has the mean real length, as in shilling.inject_attack). Rows follow the contract:
-    rating = the maximum real rating when the data had ratings, timestamps after every real one."""
+    Fillers per profile: `lengths[k] - len(targets)` when `lengths` (whole profile lengths, e.g. from
+    shilling.sample_profile_lengths) is given, else `filler_size`, else the config's, else
+    round(mean real length) - len(targets). Rows follow the contract: rating = the maximum real rating
+    when the data had ratings, timestamps after every real one."""
     targets = [str(t) for t in targets]
     if len(set(targets)) != len(targets):
         raise ValueError(f"duplicate target items: {targets}")
@@ -322,26 +324,31 @@ def generate_profiles(result: GanResult, targets: list[str], n_users: int, seed:
     n_items = len(item_ids)
     col = pd.Index(result.item_ids).get_indexer(targets)
     n_in_catalogue = int((col >= 0).sum())
-    if filler_size is None:
-        filler_size = cfg.filler_size
-    if filler_size is None:
-        filler_size = int(round(result.meta["mean_length"])) - len(targets)
-    filler_size = int(np.clip(filler_size, 0, n_items - n_in_catalogue))
+    if lengths is not None:
+        fills_n = np.asarray(lengths, dtype=np.int64) - len(targets)
+    else:
+        if filler_size is None:
+            filler_size = cfg.filler_size
+        if filler_size is None:
+            filler_size = int(round(result.meta["mean_length"])) - len(targets)
+        fills_n = np.full(n_users, filler_size, dtype=np.int64)
+    fills_n = np.clip(fills_n, 0, n_items - n_in_catalogue)
+    if len(fills_n) != n_users:
+        raise ValueError(f"{len(fills_n)} profile lengths for {n_users} fake users")
 
     g = torch.Generator().manual_seed(seed)
     n_templates = len(result.template_indptr) - 1
     tmpl = torch.randint(n_templates, (n_users,), generator=g)
     result.generator.eval()
-    fills = []
+    fill: list[np.ndarray] = []
+    kmax = int(fills_n.max()) if n_users else 0
     with torch.no_grad():
         for s in range(0, n_users, batch):
             rows = tmpl[s:s + batch]
             score = _logits(result.generator, result.templates(rows), cfg.template_keep, g) + _gumbel((len(rows), n_items), g)
             score[:, col[col >= 0]] = -math.inf  # targets are added below, never drawn
-            fills.append(torch.topk(score, filler_size, dim=1).indices if filler_size else
-                         torch.zeros(len(rows), 0, dtype=torch.long))
-    fill = torch.cat(fills).numpy() if fills else np.zeros((0, filler_size), dtype=np.int64)
-
+            top = torch.topk(score, kmax, dim=1).indices.numpy() if kmax else np.zeros((len(rows), 0), np.int64)
+            fill += [top[r, :fills_n[s + r]] for r in range(len(rows))]  # Gumbel-top-k is nested in k
     rng = np.random.default_rng(seed)
     t_arr = np.asarray(targets, dtype=object)
     users, items = [], []
@@ -375,7 +382,10 @@ def gan_attack(interactions: pd.DataFrame, targets: list[str] | None = None, cfg
         raise ValueError(f"fake user ids already exist in the data: {sorted(clash)[:5]}")
     if result is None:
         result = train_gan(inter, cfg)
-    fake = generate_profiles(result, targets, n_fake, seed=cfg.seed, filler_size=cfg.filler_size)
+    lengths = None
+    if cfg.filler_size is None and cfg.profile_lengths == "real":
+        lengths = sample_profile_lengths(real, n_fake, np.random.default_rng(cfg.seed), min_length=len(targets))
+    fake = generate_profiles(result, targets, n_fake, seed=cfg.seed, filler_size=cfg.filler_size, lengths=lengths)
     if "rating" in inter.columns and "rating" not in fake.columns:
         fake["rating"] = float(real["rating"].max())
     out = append_fake_rows(inter, fake, ATTACK, n_fake, targets)

@@ -50,6 +50,16 @@ def item_popularity(interactions: pd.DataFrame) -> pd.Series:
     return interactions.drop_duplicates(["user_id", "item_id"]).groupby("item_id").size()
 
 
+def sample_profile_lengths(real: pd.DataFrame, n: int, rng: np.random.Generator, min_length: int = 1) -> np.ndarray:
+    """`n` profile lengths drawn with replacement from the real users' lengths (distinct items), at least
+    `min_length`: fake profiles then have the real length distribution, not one constant length that
+    a detector reads off at once (every profile at the mean length has standard deviation 0)."""
+    lengths = real.drop_duplicates(["user_id", "item_id"]).groupby("user_id").size().to_numpy()
+    if len(lengths) == 0:
+        raise ValueError("no real profiles to draw fake profile lengths from")
+    return np.maximum(rng.choice(lengths, n, replace=True), min_length).astype(np.int64)
+
+
 def select_targets(interactions: pd.DataFrame, n_targets: int = 5, quantiles: tuple[float, float] = (0.1, 0.3),
                    min_count: int = 5, seed: int = 0) -> list[str]:
     """`n_targets` unpopular items drawn at random among items whose popularity lies between the two
@@ -88,22 +98,24 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
         pop = np.concatenate([pop, np.zeros(len(unknown))])
     is_target = np.isin(items, targets)
 
+    n_free = int((~is_target).sum())
     if cfg.filler_fraction is not None:
-        budget = int(round(cfg.filler_fraction * len(items)))
+        budgets = np.full(n_fake, int(round(cfg.filler_fraction * len(items))))
     elif cfg.filler_size is not None:
-        budget = cfg.filler_size
+        budgets = np.full(n_fake, cfg.filler_size)
+    elif cfg.profile_lengths == "real":
+        budgets = sample_profile_lengths(real, n_fake, rng, min_length=len(targets)) - len(targets)
     else:
-        budget = int(round(real.groupby("user_id").size().mean())) - len(targets)
-    budget = int(np.clip(budget, 0, int((~is_target).sum())))
+        budgets = np.full(n_fake, int(round(real.groupby("user_id").size().mean())) - len(targets))
+    budgets = np.clip(budgets, 0, n_free).astype(int)
 
     selected = np.empty(0, dtype=items.dtype)
     if cfg.attack in ("bandwagon", "segment"):
-        n_sel = min(cfg.n_selected, budget)
+        n_sel = min(cfg.n_selected, int(budgets.max()))
         score = pop.copy() if cfg.attack == "bandwagon" else _audience_popularity(real, items, targets, pop)
         score[is_target] = -np.inf
         order = np.lexsort((items, -score))  # most popular first, ties by id (deterministic)
         selected = items[order[:n_sel]]
-    n_fill = budget - len(selected)
     pool = ~is_target & ~np.isin(items, selected)
     pool_items = items[pool]
     if cfg.attack == "bandwagon":
@@ -111,7 +123,7 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
         p = w / w.sum()
     else:
         p = None
-    n_fill = min(n_fill, int((p > 0).sum()) if p is not None else len(pool_items))
+    n_pool = int((p > 0).sum()) if p is not None else len(pool_items)
 
     rows_u: list[str] = []
     parts_i: list[np.ndarray] = []
@@ -121,10 +133,12 @@ def inject_attack(interactions: pd.DataFrame, cfg: ShillingConfig | None = None,
     clash = taken.intersection(fake_users)
     if clash:
         raise ValueError(f"fake user ids already exist in the data: {sorted(clash)[:5]}")
-    for u in fake_users:
+    for u, budget in zip(fake_users, budgets):
+        sel = selected[:min(len(selected), budget)]  # a short profile keeps the most popular selected items
+        n_fill = min(budget - len(sel), n_pool)
         fill = rng.choice(pool_items, n_fill, replace=False, p=p) if n_fill else np.empty(0, dtype=items.dtype)
-        prof = np.concatenate([np.asarray(targets, dtype=items.dtype), selected, fill])
-        k = np.concatenate([np.zeros(len(targets), int), np.ones(len(selected), int), np.full(len(fill), 2)])
+        prof = np.concatenate([np.asarray(targets, dtype=items.dtype), sel, fill])
+        k = np.concatenate([np.zeros(len(targets), int), np.ones(len(sel), int), np.full(len(fill), 2)])
         perm = rng.permutation(len(prof))  # interleave, as a human-looking session would
         rows_u += [u] * len(prof)
         parts_i.append(prof[perm])
@@ -186,3 +200,64 @@ def _fake_ratings(real: pd.DataFrame, items: np.ndarray, kinds: np.ndarray, atta
     if integral:
         out = np.round(out)
     return np.clip(out, lo, hi)
+
+
+OBFUSCATIONS = ("noise", "target_shift", "popular")
+
+
+def obfuscate(poisoned: PoisonedData, kind: str, strength: float = 0.2, seed: int = 0) -> PoisonedData:
+    """An obfuscated copy of an injection (Williams et al. 2006's obfuscated attack models, implicit form):
+
+      noise         each fake's non-target items: a `strength` share swapped for items drawn uniformly
+      target_shift  a `strength` share of the fakes drop the targets (cover profiles), so the
+                    targets' holder group is less tightly co-held
+      popular       a `strength` share of each fake's non-target items swapped for items drawn with
+                    probability proportional to popularity (popular-item averaging)
+
+    Real rows, fake ids and profile lengths (except the dropped targets of target_shift) stay as they
+    were; the attack is named "<attack>+<kind>"."""
+    if kind not in OBFUSCATIONS:
+        raise ValueError(f"unknown obfuscation {kind!r}; one of {OBFUSCATIONS}")
+    if not 0 <= strength <= 1:
+        raise ValueError(f"obfuscation strength must lie in [0, 1], got {strength}")
+    rng = np.random.default_rng(seed)
+    inter = poisoned.interactions
+    fake_set = set(poisoned.fake_users)
+    is_fake = inter["user_id"].isin(fake_set)
+    real, inj = inter[~is_fake], inter[is_fake]
+    items = np.asarray(sorted(real["item_id"].astype(str).unique()))
+    pop = item_popularity(real).reindex(items).fillna(0).to_numpy(dtype=float)
+    targets = set(poisoned.targets)
+    cover = set(rng.choice(poisoned.fake_users, int(round(strength * len(poisoned.fake_users))), replace=False)) \
+        if kind == "target_shift" else set()
+    parts = []
+    for u, prof in inj.groupby("user_id", sort=False):
+        held = prof["item_id"].astype(str).to_numpy()
+        rest = held[~np.isin(held, list(targets))]
+        if kind == "target_shift":
+            keep = held if u not in cover else rest
+            parts.append(prof[prof["item_id"].astype(str).isin(set(keep))])
+            continue
+        n_swap = int(round(strength * len(rest)))
+        if n_swap == 0:
+            parts.append(prof)
+            continue
+        out = rng.choice(len(rest), n_swap, replace=False)
+        pool = ~np.isin(items, held)
+        p = None if kind == "noise" else pop[pool] / pop[pool].sum()
+        new = rng.choice(items[pool], min(n_swap, int(pool.sum())), replace=False, p=p)
+        kept = np.delete(rest, out)
+        new_items = np.concatenate([np.asarray([t for t in held if t in targets]), kept, new])
+        row = prof.iloc[:1]
+        extra = pd.DataFrame({c: np.repeat(row[c].to_numpy(), len(new_items)) for c in prof.columns})
+        extra["item_id"] = pd.Series(new_items, dtype=prof["item_id"].dtype).to_numpy()
+        if "rating" in prof.columns:  # a swapped-in item takes the rating of the item it replaced
+            r = prof.set_index(prof["item_id"].astype(str))["rating"]
+            old = np.concatenate([[t for t in held if t in targets], kept, rest[out][:len(new)]])
+            extra["rating"] = r.reindex(old).to_numpy(dtype=float)
+        parts.append(extra)
+    fake = pd.concat(parts, ignore_index=True) if parts else inj.iloc[:0]
+    out = append_fake_rows(real, fake[[c for c in real.columns if c in fake.columns]].drop(columns="timestamp"),
+                           f"{poisoned.attack}+{kind}", len(poisoned.fake_users), list(poisoned.targets))
+    return PoisonedData(out, list(poisoned.fake_users), list(poisoned.targets), f"{poisoned.attack}+{kind}",
+                        list(poisoned.selected), {**poisoned.config, "obfuscation": kind, "strength": strength})

@@ -64,7 +64,7 @@ def poisoning_markdown(result: PoisoningResult, image: str | None = "poisoning.p
         return "## Data poisoning\n\nDisabled (params.yaml: poisoning.enabled).\n"
     c = result.clean
     lines = ["## Data poisoning", "",
-             f"{100 * result.fake_ratio:.0f}% fake users pushing {len(result.targets)} unpopular targets "
+             f"{100 * result.fake_ratio:.0f}% fake users pushing {len(result.targets)} unpopular target(s) "
              f"({', '.join(result.targets)}); MF-BPR retrained from scratch per arm, then adversarially "
              "fine-tuned; real users only. Promotion = target HR@10 minus the clean model's.", "",
              f"Clean reference: pretrained HR@10 {c.pretrained['target_hit@10']:.4f}, NDCG@10 "
@@ -99,6 +99,18 @@ def poisoning_markdown(result: PoisoningResult, image: str | None = "poisoning.p
                          f"prediction shift {u['prediction_shift']:+.4f} → {g['prediction_shift']:+.4f}, HR@50 "
                          f"{u['target_hit@50']:.4f} → {g['target_hit@50']:.4f}, NDCG@10 {u['ndcg@10']:.4f} → "
                          f"{g['ndcg@10']:.4f}.")
+    if any(res.stealth for res in result.attacks.values()):
+        lines += ["", "Stealth: out-of-fold AUC of real-vs-fake classifiers (0.5: indistinguishable; "
+                  "rrec_core.poisoning.stealth) and profile lengths (real users: mean / std):", "",
+                  "| attack | AUC, profile statistics | AUC, items (targets left out) | fake length mean / std |",
+                  "|---|---:|---:|---:|"]
+        for attack, res in result.attacks.items():
+            st = res.stealth
+            if st:
+                lines.append(f"| {attack} | {st['feature_auc']:.3f} | {st['item_auc']:.3f} | "
+                             f"{st['fake_length_mean']:.1f} / {st['fake_length_std']:.1f} |")
+        st = next(res.stealth for res in result.attacks.values() if res.stealth)
+        lines.append(f"| (real users) | | | {st['real_length_mean']:.1f} / {st['real_length_std']:.1f} |")
     if result.detector:
         d = result.detector
         lines += ["", f"GAN-trained detector (fine-tuning weights 1 − P(fake)): fitted on {d['fakes']} GAN profiles "

@@ -52,17 +52,21 @@ def robustness_table(metrics: Path) -> str:
 
 def poisoning_table(metrics: Path) -> str:
     r = PoisoningResult.from_json((metrics / "poisoning.json").read_text())
-    names = {"undefended": "undefended", "gan_ft": "GAN-weighted fine-tuning only", "defended": "screen + GAN weights"}
-    lines = ["| attack | arm | screen recall / precision | pretrained shift | adversarial shift | adversarial HR@10 "
-             "| adversarial HR@50 | adversarial NDCG@10 vs clean |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    names = {"undefended": "undefended", "gan_ft": "GAN-weighted fine-tuning only",
+             "robust": "robust fine-tuning only (no detection)", "defended": "screen + GAN weights"}
+    lines = ["| attack | arm | screen recall / precision | stealth AUC | pretrained HR@10 / HR@50 | "
+             "adversarial HR@10 / HR@50 | pretrained shift | adversarial shift | adversarial NDCG@10 vs clean |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for attack, res in r.attacks.items():
         for arm, label in names.items():
             if arm not in res.arms:
                 continue
             pre, adv = res.arms[arm].pretrained, res.arms[arm].adversarial
-            lines.append(f"| {attack} | {label} | {res.screen.recall:.2f} / {res.screen.precision:.2f} | "
+            stealth = f"{res.stealth['stealth_auc']:.2f}" if res.stealth else "n/a"
+            lines.append(f"| {attack} | {label} | {res.screen.recall:.2f} / {res.screen.precision:.2f} | {stealth} | "
+                         f"{pre['target_hit@10']:.4f} / {pre['target_hit@50']:.4f} | "
+                         f"{adv['target_hit@10']:.4f} / {adv['target_hit@50']:.4f} | "
                          f"{pre['prediction_shift']:+.4f} | {adv['prediction_shift']:+.4f} | "
-                         f"{adv['target_hit@10']:.4f} | {adv['target_hit@50']:.4f} | "
                          f"{100 * (adv['ndcg@10_change'] or 0.0):+.1f}% |")
     return "\n".join(lines)
 

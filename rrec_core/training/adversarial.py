@@ -61,12 +61,14 @@ class AdversarialLoss:
         clean = bpr_loss(U.index_select(0, u_idx), V.index_select(0, p_idx), V.index_select(0, n_idx), w)
         if self.cfg.clean_weight >= 1.0:
             return clean
+        scale = self._vulnerability(U, V, u_idx, p_idx, n_idx, len(uu)) if self.cfg.user_radius == "vulnerability" else None
         if self.cfg.adversary == "listwise":
             a = self.attack
-            dU, dV = inbatch_listwise_perturbations(U, V, u_idx, p_idx, radius(U.detach(), a), radius(V.detach(), a),
-                                                    a.steps, a.norm, a.step_fraction)
+            r_u = radius(U.detach(), a)
+            dU, dV = inbatch_listwise_perturbations(U, V, u_idx, p_idx, r_u * scale if scale is not None else r_u,
+                                                    radius(V.detach(), a), a.steps, a.norm, a.step_fraction)
         else:
-            dU, dV = perturbations(U, V, u_idx, p_idx, n_idx, self.attack)
+            dU, dV = perturbations(U, V, u_idx, p_idx, n_idx, self.attack, user_scale=scale)
         if text_attack:
             # FGM on token states: per-token L2 step of radius text_eps along the clean loss gradient
             (g,) = torch.autograd.grad(clean, tokens, retain_graph=True)
@@ -78,6 +80,19 @@ class AdversarialLoss:
         U_adv = U + dU
         adv = bpr_loss(U_adv.index_select(0, u_idx), V_adv.index_select(0, p_idx), V_adv.index_select(0, n_idx), w)
         return self.cfg.clean_weight * clean + (1 - self.cfg.clean_weight) * adv
+
+
+    def _vulnerability(self, U, V, u_idx, p_idx, n_idx, n_users: int) -> torch.Tensor:
+        """[n_users] radius multipliers, mean 1: clip(mean loss / user's loss, 1/cap, cap), renormalized."""
+        with torch.no_grad():
+            u, p, n = U.index_select(0, u_idx), V.index_select(0, p_idx), V.index_select(0, n_idx)
+            nll = -torch.nn.functional.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).float()
+            loss = torch.zeros(n_users, device=nll.device).index_add_(0, u_idx, nll)
+            count = torch.zeros(n_users, device=nll.device).index_add_(0, u_idx, torch.ones_like(nll))
+            loss = loss / count.clamp_min(1)
+            cap = self.cfg.vulnerability_cap
+            f = (loss.mean() / loss.clamp_min(1e-6)).clamp(1.0 / cap, cap)
+            return f / f.mean()
 
 
 def _item_vectors(model: Recommender, items: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
