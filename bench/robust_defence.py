@@ -8,8 +8,9 @@ clean NDCG@10, the per-user worst case, the strongest single attack and the norm
 
     python bench/robust_defence.py            # the variants below
     python bench/robust_defence.py --smoke    # tiny epochs: proves the script runs
+    python bench/robust_defence.py --only VAT  # the variants whose name contains "VAT"
 
-Writes bench/results/robust_defence_<cpu|gpu>_<date>.md.
+Writes bench/results/robust_defence_<cpu|gpu>_<date>[_<only>].md.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ VARIANTS = {
     "PGD-AT eps 1.0, select on worst case": {"eps": 1.0, "select_on": "worst_case"},
     "listwise adversary eps 0.25, 3 steps, select on worst case": {"eps": 0.25, "steps": 3, "adversary": "listwise",
                                                                    "select_on": "worst_case"},
+    "VAT radii eps 1.0, select on worst case": {"eps": 1.0, "user_radius": "vulnerability", "select_on": "worst_case"},
+    "VAT radii eps 2.0, select on worst case": {"eps": 2.0, "user_radius": "vulnerability", "select_on": "worst_case"},
 }
 
 
@@ -43,6 +46,7 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--smoke", action="store_true", help="2 epochs, 2 variants: proves the script runs")
+    ap.add_argument("--only", default=None, help="run only the variants whose name contains this text")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     art = Path(args.artifacts)
@@ -50,6 +54,10 @@ def main(argv=None) -> None:
     pre = TrainedModels.load(art / "pretrained_recommender").models["mf_bpr"]
     base = load_params(args.params).adversarial.model_copy(update={"gan_weighting": False, "models": ("mf_bpr",)})
     variants = dict(list(VARIANTS.items())[:2]) if args.smoke else VARIANTS
+    if args.only:
+        variants = {k: v for k, v in variants.items() if args.only in k}
+        if not variants:
+            raise SystemExit(f"no variant name contains {args.only!r}: {list(VARIANTS)}")
     if args.smoke:
         base = base.model_copy(update={"train": base.train.model_copy(update={"epochs": 2})})
     models, rows = {"none (pretrained)": pre}, {}
@@ -79,7 +87,8 @@ def main(argv=None) -> None:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"robust_defence_{device}_{today}{'_smoke' if args.smoke else ''}.md").write_text(text)
+    suffix = ("_smoke" if args.smoke else "") + (f"_{args.only.replace(' ', '_')}" if args.only else "")
+    (out / f"robust_defence_{device}_{today}{suffix}.md").write_text(text)
 
 
 if __name__ == "__main__":

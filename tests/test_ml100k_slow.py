@@ -53,19 +53,25 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
         # the ranking attacks are stronger than the training adversary: never judged by it alone
         assert worst(adv, "absolute", 0.5).ndcg < pgd100(adv).metrics["ndcg@10"] - 0.03
 
-    # poisoning (issue 5): each 3% attack moves its targets for the undefended pipeline; the screen
-    # catches its fakes; the defended pipeline keeps at most 20% of that effect at <= 2% NDCG@10 cost.
-    # No HR@10 gate: these attacks put no target in any real user's top 10 (HR@10 is 0 in every arm),
-    # so such a gate would pass for any defence (issue 16 builds attacks that bite).
+    # poisoning (issue 16): one target, 3% fakes. Every attack moves the target up for the undefended
+    # pipeline; the gradient attack also promotes it into real users' top lists (measured 2026-12-02:
+    # pretrained HR@50 0.125, HR@10 0.015; 0.072 after PGD fine-tuning); the robust arm (VAT-style radii,
+    # no detection) lowers the adversarial model's HR@50 (measured 0.038) at <= 3% NDCG@10 cost. The
+    # screen cannot flag a single target (min_group 3), so nothing is flagged and the defended arm trains
+    # on exactly the undefended data: no gate pretends it defends (docs/poisoning.md).
     p = PoisoningResult.from_json(Path("metrics/poisoning.json").read_text())
-    assert set(p.attacks) == {"bandwagon", "gan"}
+    assert set(p.attacks) == {"bandwagon", "gan", "gradient"} and len(p.targets) == 1
     for attack, res in p.attacks.items():
-        assert res.screen.recall >= 0.9 and res.screen.precision >= 0.8, attack
-        for stage in ("pretrained", "adversarial"):
-            und, dfd = getattr(res.arms["undefended"], stage), getattr(res.arms["defended"], stage)
-            assert und["prediction_shift"] > 0.1, (attack, stage)  # the attack works before defence is judged
-            assert dfd["prediction_shift"] <= 0.2 * und["prediction_shift"], (attack, stage)
-            assert dfd["ndcg@10_change"] >= -0.02, (attack, stage)
-        # GAN-weighted fine-tuning alone already damps the attack
-        assert (res.arms["gan_ft"].adversarial["prediction_shift"]
-                < res.arms["undefended"].adversarial["prediction_shift"])
+        und = res.arms["undefended"]
+        assert und.pretrained["prediction_shift"] > 0.1, attack  # the attack works before defence is judged
+        assert res.stealth is not None and 0.5 < res.stealth["stealth_auc"] <= 1.0, attack
+        if res.screen.flagged == 0:
+            assert res.arms["defended"].pretrained == und.pretrained, attack
+    grad = p.attacks["gradient"].arms
+    assert grad["undefended"].pretrained["target_hit@50"] >= 0.08
+    assert grad["undefended"].pretrained["target_hit@10"] > 0
+    assert grad["robust"].adversarial["target_hit@50"] < 0.75 * grad["undefended"].adversarial["target_hit@50"]
+    assert grad["robust"].adversarial["ndcg@10_change"] >= -0.03
+    for name in ("bandwagon", "gan"):  # the heuristic and GAN fakes do not promote a tail target at 3%
+        hr50 = p.attacks[name].arms["undefended"].pretrained["target_hit@50"]
+        assert hr50 < grad["undefended"].pretrained["target_hit@50"], name

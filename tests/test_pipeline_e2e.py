@@ -27,6 +27,7 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["gan"].update({"epochs": 2, "pretrain_epochs": 2, "batch_size": 32, "hidden": 32, "fake_ratio": 0.1,
                           "n_targets": 2})
     params["poisoning"].update({"fake_ratio": 0.1, "n_targets": 2})
+    params["poisoning"]["gradient"].update({"steps": 3, "dim": 8})
     return params
 
 
@@ -117,11 +118,12 @@ def test_whole_chain_materializes(project):
     assert set(gan.report.detector["columns"]) >= {"co_burst", "degsim"}  # the fine-tuning detector
     assert "detector_coefficients" in result.asset_materializations_for_node("gan_samples")[0].metadata
 
-    # poisoning evaluation: both attacks, every arm, real users only; a section of the robustness report
+    # poisoning evaluation: every attack, every arm, real users only; a section of the robustness report
     pois = PoisoningResult.from_json((root / "metrics" / "poisoning.json").read_text())
-    assert pois.enabled and set(pois.attacks) == {"bandwagon", "gan"}
+    assert pois.enabled and set(pois.attacks) == {"bandwagon", "gan", "gradient"}
     for res in pois.attacks.values():
-        assert set(res.arms) == {"undefended", "gan_ft", "defended"} and res.n_fake == 4
+        assert set(res.arms) == {"undefended", "gan_ft", "robust", "defended"} and res.n_fake == 4
+        assert res.stealth is not None and 0 <= res.stealth["stealth_auc"] <= 1
     # the override reached both stages that use the adversarial section
     assert pois.config["adversarial"]["eps"] == 0.3
     from rrec_core.artifacts import TrainedModels
