@@ -8,7 +8,8 @@ clean NDCG@10, the per-user worst case, the strongest single attack and the norm
 
     python bench/robust_defence.py            # the variants below
     python bench/robust_defence.py --smoke    # tiny epochs: proves the script runs
-    python bench/robust_defence.py --only VAT  # the variants whose name contains "VAT"
+    python bench/robust_defence.py --only VAT  # the variants whose name matches the regex "VAT"
+    python bench/robust_defence.py --only TRADES --epochs 6 --history  # and print each epoch's validation
 
 Writes bench/results/robust_defence_<cpu|gpu>_<date>[_<only>].md.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,6 +39,21 @@ VARIANTS = {
                                                                    "select_on": "worst_case"},
     "VAT radii eps 1.0, select on worst case": {"eps": 1.0, "user_radius": "vulnerability", "select_on": "worst_case"},
     "VAT radii eps 2.0, select on worst case": {"eps": 2.0, "user_radius": "vulnerability", "select_on": "worst_case"},
+    "PGD-AT eps 1.5, select on worst case": {"eps": 1.5, "select_on": "worst_case"},
+    "PGD-AT eps 2.0, select on worst case": {"eps": 2.0, "select_on": "worst_case"},
+    "VAT radii eps 1.5, select on worst case": {"eps": 1.5, "user_radius": "vulnerability", "select_on": "worst_case"},
+    "VAT radii eps 1.0, 10 steps, select on worst case": {"eps": 1.0, "steps": 10, "user_radius": "vulnerability",
+                                                         "select_on": "worst_case"},
+    "PGD-AT eps 1.5, clean weight 0.3, select on worst case": {"eps": 1.5, "clean_weight": 0.3,
+                                                              "select_on": "worst_case"},
+    "catalogue listwise adversary eps 0.5, 3 steps, select on worst case": {
+        "eps": 0.5, "steps": 3, "adversary": "listwise_catalogue", "select_on": "worst_case"},
+    "catalogue listwise adversary eps 1.0, 3 steps, select on worst case": {
+        "eps": 1.0, "steps": 3, "adversary": "listwise_catalogue", "select_on": "worst_case"},
+    "TRADES catalogue KL eps 0.5, 3 steps, select on worst case": {
+        "eps": 0.5, "steps": 3, "adversary": "trades", "select_on": "worst_case"},
+    "TRADES catalogue KL eps 1.0, 3 steps, select on worst case": {
+        "eps": 1.0, "steps": 3, "adversary": "trades", "select_on": "worst_case"},
 }
 
 
@@ -46,20 +63,24 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--smoke", action="store_true", help="2 epochs, 2 variants: proves the script runs")
-    ap.add_argument("--only", default=None, help="run only the variants whose name contains this text")
+    ap.add_argument("--only", default=None, help="run only the variants whose name matches this regex")
+    ap.add_argument("--model", default="mf_bpr", choices=("mf_bpr", "text_hybrid"), help="which pretrained model")
+    ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epoch limit (default: params.yaml)")
+    ap.add_argument("--history", action="store_true", help="print each epoch's clean and worst-case validation")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     art = Path(args.artifacts)
     split = ValidatedData.load(art / "validated_interactions").split
-    pre = TrainedModels.load(art / "pretrained_recommender").models["mf_bpr"]
-    base = load_params(args.params).adversarial.model_copy(update={"gan_weighting": False, "models": ("mf_bpr",)})
+    pre = TrainedModels.load(art / "pretrained_recommender").models[args.model]
+    base = load_params(args.params).adversarial.model_copy(update={"gan_weighting": False, "models": (args.model,)})
     variants = dict(list(VARIANTS.items())[:2]) if args.smoke else VARIANTS
     if args.only:
-        variants = {k: v for k, v in variants.items() if args.only in k}
+        variants = {k: v for k, v in variants.items() if re.search(args.only, k)}
         if not variants:
-            raise SystemExit(f"no variant name contains {args.only!r}: {list(VARIANTS)}")
-    if args.smoke:
-        base = base.model_copy(update={"train": base.train.model_copy(update={"epochs": 2})})
+            raise SystemExit(f"no variant name matches {args.only!r}: {list(VARIANTS)}")
+    if args.smoke or args.epochs:
+        epochs = 2 if args.smoke else args.epochs
+        base = base.model_copy(update={"train": base.train.model_copy(update={"epochs": epochs})})
     models, rows = {"none (pretrained)": pre}, {}
     for name, update in variants.items():
         t0 = time.perf_counter()
@@ -67,13 +88,17 @@ def main(argv=None) -> None:
         rows[name] = {"best_epoch": res.best_epoch, "seconds": time.perf_counter() - t0}
         models[name] = res.model
         print(f"{name}: best epoch {res.best_epoch}, {rows[name]['seconds']:.0f}s", flush=True)
+        if args.history:
+            for h in res.history:
+                print(f"  epoch {h['epoch']:3d}  loss {h['loss']:.4f}  valid clean NDCG@10 {h['valid_ndcg@10']:.4f}"
+                      f"  valid worst case {h['valid_ndcg@10_attacked']:.4f}", flush=True)
     rcfg = RobustnessConfig(eps_absolute=(0.5,), eps_relative=(0.25,), steps=(1, 10), norms=("l2",),
                             ranking_steps=5 if args.smoke else 30)
     result, _ = evaluate_robustness(models, split, rcfg, EvalConfig(ks=(10,)), progress=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     today = dt.date.today().isoformat()
     lines = [f"# Adversarial fine-tuning judged by the worst case — {device}, {today}", "",
-             f"Pretrained MF-BPR from {art}; config {args.params} with the variant's overrides, GAN weights off; "
+             f"Pretrained {args.model} from {art}; config {args.params} with the variant's overrides, GAN weights off; "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
              "| fine-tuning | best epoch | clean NDCG@10 | worst case ε=0.5 abs (kept) | worst case ε=0.25 rel (kept) "
              "| strongest single attack (abs) | user / item norm |", "|---|---:|---:|---:|---:|---|---|"]
@@ -87,7 +112,7 @@ def main(argv=None) -> None:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = ("_smoke" if args.smoke else "") + (f"_{args.only.replace(' ', '_')}" if args.only else "")
+    suffix = ("_smoke" if args.smoke else "") + ("" if args.model == "mf_bpr" else f"_{args.model}") + (f"_{re.sub(r'[^A-Za-z0-9.]+', '_', args.only)}" if args.only else "")
     (out / f"robust_defence_{device}_{today}{suffix}.md").write_text(text)
 
 

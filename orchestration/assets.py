@@ -17,6 +17,7 @@ from dagster import (
 from orchestration.resources import RrecConfig
 from rrec_core import pipeline
 from rrec_core.artifacts import (
+    ColdStartEvaluation,
     GanSamples,
     ItemTextEmbeddings,
     PoisoningEvaluation,
@@ -109,6 +110,27 @@ def pretrain_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig,
     meta = {"metrics": MetadataValue.md(metrics_markdown(ev.result)), **_seconds(ev.timings)}
     for name, m in ev.result.models.items():
         meta[f"{name}/ndcg@10"] = m.test["ndcg@10"]
+    return Output(ev, metadata=meta)
+
+
+@asset(group_name=GROUP, description="Item cold start: a share of the items loses every training interaction; "
+                                     "MF-BPR, the text hybrid with and without the cold-start treatment, random, "
+                                     "popularity and text-kNN rank all items; metrics on all, warm and cold test pairs.")
+def cold_start_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig,
+                          validated_interactions: ValidatedData,
+                          item_text_embeddings: ItemTextEmbeddings) -> Output[ColdStartEvaluation]:
+    cfg = rrec_config.resolve()
+    ev = pipeline.evaluate_cold_start_stage(validated_interactions, item_text_embeddings, cfg.cold_start,
+                                            cfg.pretrain, cfg.evaluation)
+    r = ev.result
+    if not r.enabled:
+        return Output(ev, metadata={"enabled": False})
+    rows = {name: {f"{part}/{k}": getattr(m, part)[k] for part in ("all", "warm", "cold")
+                   for k in ("ndcg@10", "recall@20")} for name, m in r.models.items()}
+    meta = {"n_cold_test_items": r.n_cold_test, "n_cold_test_pairs": r.n_cold_test_pairs,
+            "metrics": MetadataValue.md(pd.DataFrame(rows).T.to_markdown(floatfmt=".4f")), **_seconds(ev.timings)}
+    for name, m in r.models.items():
+        meta[f"{name}/cold_ndcg@10"] = m.cold["ndcg@10"]
     return Output(ev, metadata=meta)
 
 
@@ -221,4 +243,4 @@ def _png_md(png: bytes) -> MetadataValue:
 
 
 ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation,
-          gan_samples, adversarial_recommender, poisoning_evaluation, robustness_evaluation]
+          cold_start_evaluation, gan_samples, adversarial_recommender, poisoning_evaluation, robustness_evaluation]

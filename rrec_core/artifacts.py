@@ -20,7 +20,7 @@ from rrec_core.data.split import Split
 from rrec_core.io import load_tensors, read_json, save_tensors, write_json, write_parquet, write_text
 from rrec_core.lm.encoder import TextEmbeddings
 from rrec_core.models import Recommender, load_recommender, save_recommender
-from rrec_core.results import GanReport, PoisoningResult, PretrainResult, RobustnessResult
+from rrec_core.results import ColdStartResult, GanReport, PoisoningResult, PretrainResult, RobustnessResult
 
 if TYPE_CHECKING:
     from rrec_core.poisoning.gan import GanResult
@@ -156,6 +156,25 @@ class PretrainEvaluation:
     @classmethod
     def load(cls, path: Path) -> "PretrainEvaluation":
         return cls(PretrainResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
+
+    def published(self) -> dict:
+        return {"metrics": self.result.to_json().encode()}
+
+
+@dataclass
+class ColdStartEvaluation:
+    """The item cold-start evaluation (metrics/cold_start.json)."""
+
+    result: ColdStartResult
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per model
+
+    def save(self, path: Path) -> None:
+        write_text(path / "metrics.json", self.result.to_json())
+        _save_timings(path, self.timings)
+
+    @classmethod
+    def load(cls, path: Path) -> "ColdStartEvaluation":
+        return cls(ColdStartResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
 
     def published(self) -> dict:
         return {"metrics": self.result.to_json().encode()}

@@ -233,6 +233,15 @@ class HybridConfig(MFConfig):
     """Fine-tune the LM's top N transformer layers (0: the LM stays frozen)."""
     lm_lr: float = 1e-5
     """Learning rate of the fine-tuned LM layers."""
+    cold_start: bool = False
+    """Items without training interactions get an ID row generated from their text (a ridge map fitted
+    on the trained items) instead of their untrained one, and are never drawn as negatives
+    (docs/cold_start.md)."""
+    id_dropout: float = 0.0
+    """Share of item ID rows dropped in each training score (DropoutNet): the text part learns to score
+    alone, which is what a cold item has."""
+    cold_map_reg: float = 1.0
+    """Ridge penalty of the map from an item's LM vector to its ID row (cold items' generated ID rows)."""
 
 
 class FinetuneConfig(LoopConfig):
@@ -266,6 +275,21 @@ class PretrainConfig(_Strict):
     """The text-aware hybrid."""
 
 
+class ColdStartConfig(_Strict):
+    """Item cold-start evaluation: a share of the items loses every training interaction (docs/cold_start.md)."""
+
+    enabled: bool = True
+    """Run the cold_start_evaluation stage."""
+    item_share: float = 0.1
+    """Share of the items with interactions held out (half for validation, half for test)."""
+    items: tuple[str, ...] | None = None
+    """Raw item ids to hold out instead of a random share."""
+    seed: int = 3
+    """Which items are drawn, and how they are halved."""
+    id_dropout: float = 0.2
+    """pretrain.text_hybrid.id_dropout of the treated hybrid (the untreated one has 0)."""
+
+
 class AdversarialConfig(_Strict):
     """Adversarial fine-tuning, warm-started from the pretrained models."""
 
@@ -281,9 +305,11 @@ class AdversarialConfig(_Strict):
     """Ball of the PGD adversary (APR is always L2)."""
     steps: int = 5
     """PGD inner steps (method=pgd)."""
-    adversary: Literal["bpr", "listwise"] = "bpr"
-    """What the training adversary maximizes: the BPR loss of the batch pairs (APR / PGD-AT), or the
-    listwise cross-entropy of each positive over the batch's items (aimed at the ranking)."""
+    adversary: Literal["bpr", "listwise", "listwise_catalogue", "trades"] = "bpr"
+    """What the training adversary maximizes: the BPR loss of the batch pairs (APR / PGD-AT); the
+    listwise cross-entropy of each positive over the batch's items (listwise) or over every item, history
+    masked (listwise_catalogue, trained on that cross-entropy under attack); or TRADES' KL between the
+    clean and the perturbed catalogue ranking of each batch user (trades: clean BPR + that KL)."""
     step_fraction: float | None = None
     """Per-step radius as a fraction of eps; null: 2.5 / steps (Madry et al.)."""
     clean_weight: float = 0.5
@@ -428,6 +454,8 @@ class PipelineConfig(_Strict):
     """Clean training."""
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     """Full-ranking evaluation."""
+    cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
+    """Item cold-start evaluation."""
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     """Adversarial fine-tuning."""
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rrec_core.artifacts import (
+    ColdStartEvaluation,
     GanSamples,
     ItemTextEmbeddings,
     PoisoningEvaluation,
@@ -27,6 +28,7 @@ from rrec_core.artifacts import (
 )
 from rrec_core.config import (
     AdversarialConfig,
+    ColdStartConfig,
     DataConfig,
     EncoderConfig,
     EvalConfig,
@@ -41,7 +43,7 @@ from rrec_core.config import (
 )
 from rrec_core.data.loaders import load_dataset
 from rrec_core.data.split import split_interactions
-from rrec_core.results import GanReport, ModelMetrics, PoisoningResult, PretrainResult
+from rrec_core.results import ColdStartResult, GanReport, ModelMetrics, PoisoningResult, PretrainResult
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,19 @@ def evaluate_pretrained(models: TrainedModels, data: ValidatedData, cfg: EvalCon
         seconds[f"{name}/eval"] = round(time.perf_counter() - t0, 3)
         seconds[f"{name}/train"] = round(float(model.meta.get("train_seconds", 0.0)), 1)
     return PretrainEvaluation(PretrainResult(out), seconds)
+
+
+def evaluate_cold_start_stage(data: ValidatedData, text: ItemTextEmbeddings, cfg: ColdStartConfig,
+                              pretrain_cfg: PretrainConfig, eval_cfg: EvalConfig,
+                              progress: bool = False) -> ColdStartEvaluation:
+    """Hold items out of training and compare how MF-BPR, the hybrid, the treated hybrid and the
+    controls rank them (rrec_core.evaluation.cold_start)."""
+    from rrec_core.evaluation.cold_start import evaluate_cold_start
+
+    if not cfg.enabled:
+        return ColdStartEvaluation(ColdStartResult(enabled=False))
+    result, seconds = evaluate_cold_start(data, text.emb.embeddings, pretrain_cfg, cfg, eval_cfg, progress=progress)
+    return ColdStartEvaluation(result, seconds)
 
 
 def generate_gan_samples(data: ValidatedData, cfg: GanConfig, screen: ScreenConfig) -> GanSamples:

@@ -58,6 +58,28 @@ class PretrainResult(RootResult):
         return self.root
 
 
+class ColdStartModel(Result):
+    """Test metrics of one model or control on the cold-start split: all test pairs, warm items', cold items'."""
+
+    all: Metrics
+    warm: Metrics
+    cold: Metrics
+    best_epoch: Optional[int] = None
+
+
+class ColdStartResult(Result):
+    """The item cold-start evaluation (metrics/cold_start.json); `enabled: false` when it was switched off."""
+
+    enabled: bool = True
+    item_share: float = 0.0
+    seed: int = 0
+    n_cold_valid: int = 0
+    n_cold_test: int = 0
+    n_cold_test_pairs: int = 0
+    cold_test_items: list[str] = []
+    models: dict[str, ColdStartModel] = {}
+
+
 # -- robustness to embedding attacks ---------------------------------------------------------------
 
 class NormStats(Result):

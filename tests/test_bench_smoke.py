@@ -57,6 +57,21 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
     md = next(out.glob("robust_defence_*_smoke.md")).read_text()
     assert "| none (pretrained) |" in md and "worst case" in md
 
+    # the cold-start bench reads validated_interactions and item_text_embeddings
+    import cold_start
+
+    cold_start.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
+                     "--out", str(out)])
+    md = next(out.glob("cold_start_*_smoke.md")).read_text()
+    assert "| text_hybrid_cold_start |" in md and "| text_knn |" in md
+
+    import lm_finetune
+
+    lm_finetune.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
+                      "--out", str(out)])
+    md = next(out.glob("lm_finetune_*_smoke.md")).read_text()
+    assert "| frozen LM (default) |" in md and "| top 1 layer tuned, lm_lr 1e-5 |" in md
+
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (profile_ops, ncu_ops)")

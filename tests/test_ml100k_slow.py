@@ -44,9 +44,10 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
         assert adv.clean["ndcg@10"] >= 0.98 * pre.clean["ndcg@10"]
         assert pgd100(adv).ndcg_kept >= 0.70 and pgd100(adv).ndcg_kept > pgd100(pre).ndcg_kept
         # the number that matters is the per-user worst case over the whole suite (docs/robustness.md);
-        # measured 2026-12-02 (session 2): adversarial 55.1% / 58.4% kept at eps 0.5 abs, 42.8% / 46.4% at 0.25 rel,
-        # pretrained 21.7% / 25.4% and 15.4% / 16.4% (the goals, 70% / 60%, are not met yet)
-        for scale, eps, floor in (("absolute", 0.5, 0.50), ("relative", 0.25, 0.38)):
+        # measured 2026-12-02 (session 3, VAT radii eps 1.0): adversarial MF / hybrid 60.0% / 63.1% kept at eps 0.5
+        # abs, 47.8% / 48.3% at 0.25 rel; pretrained 21.7% / 25.4% and 15.4% / 16.4% (session 2, PGD-AT eps 1.0:
+        # 55.1% / 58.4% and 42.8% / 46.4%; the goals, 70% / 60%, are not met yet)
+        for scale, eps, floor in (("absolute", 0.5, 0.56), ("relative", 0.25, 0.44)):
             w_adv, w_pre = worst(adv, scale, eps), worst(pre, scale, eps)
             assert w_adv.ndcg_kept >= floor, (kind, scale, w_adv.ndcg_kept)
             assert w_adv.ndcg_kept > 2 * w_pre.ndcg_kept, (kind, scale)

@@ -59,9 +59,15 @@ def test_whole_chain_materializes(project):
                          run_config=run_config({"adversarial": {"eps": 0.3}}))
     assert result.success
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
-                  "pretrain_evaluation", "gan_samples", "adversarial_recommender", "poisoning_evaluation",
-                  "robustness_evaluation"):
+                  "pretrain_evaluation", "cold_start_evaluation", "gan_samples", "adversarial_recommender",
+                  "poisoning_evaluation", "robustness_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
+    from rrec_core.results import ColdStartResult
+
+    cold = ColdStartResult.from_json((root / "metrics" / "cold_start.json").read_text())
+    assert cold.enabled and cold.n_cold_test >= 1 and set(cold.models) == {
+        "random", "popularity", "text_knn", "mf_bpr", "text_hybrid", "text_hybrid_cold_start"}
+    assert "text_hybrid_cold_start/cold_ndcg@10" in result.asset_materializations_for_node("cold_start_evaluation")[0].metadata
     from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
 
     metrics = PretrainResult.from_json((root / "metrics" / "pretrain.json").read_text()).models

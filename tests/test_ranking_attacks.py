@@ -173,3 +173,49 @@ def test_listwise_adversarial_training_runs_and_keeps_its_selection_rule(trained
     assert best["valid_ndcg@10"] >= 0.9 * clean0  # only epochs that keep clean quality are selectable
     assert all(h["valid_ndcg@10_attacked"] <= best["valid_ndcg@10_attacked"] + 1e-12 for h in res.history
                if h.get("valid_ndcg@10", 0) >= 0.9 * clean0)
+
+
+@pytest.mark.parametrize("objective", ["listwise", "trades"])
+def test_catalogue_adversaries_raise_their_objective_inside_the_ball(objective):
+    from rrec_core.attacks.ranking import catalogue_logits, catalogue_objective, catalogue_perturbations
+
+    g = torch.Generator().manual_seed(0)
+    U, V = torch.randn(20, 8, generator=g), torch.randn(30, 8, generator=g)
+    rows, pos = torch.arange(20), torch.randint(30, (20,), generator=g)
+    mask = torch.rand(20, 30, generator=g) < 0.2
+    mask[rows, pos] = False
+    ref = catalogue_logits(U, V, rows, mask)
+
+    def objective_at(dU, dV):
+        return catalogue_objective(catalogue_logits(U + dU, V + dV, rows, mask), objective, pos, ref).sum().item()
+
+    before = objective_at(torch.zeros_like(U), torch.zeros_like(V))
+    values = []
+    for steps in (1, 5):
+        dU, dV = catalogue_perturbations(U, V, rows, mask, objective, 0.3, 0.3, steps, "l2", pos=pos)
+        assert dU.norm(dim=1).max() <= 0.3 + 1e-5 and dV.norm(dim=1).max() <= 0.3 + 1e-5
+        values.append(objective_at(dU, dV))
+    assert before < values[0] <= values[1] + 1e-4
+    if objective == "trades":
+        assert before == pytest.approx(0.0, abs=1e-6)  # KL of the clean ranking with itself
+
+
+@pytest.mark.parametrize("adversary", ["listwise_catalogue", "trades"])
+def test_catalogue_adversarial_training_moves_the_model_and_needs_the_history(trained, adversary):
+    from rrec_core.training.adversarial import AdversarialLoss
+
+    split, model = trained
+    cfg = AdversarialConfig(adversary=adversary, eps=0.25, steps=2, gan_weighting=False)
+    with pytest.raises(ValueError, match="history"):
+        AdversarialLoss(cfg)
+    loss_fn = AdversarialLoss(cfg, history=torch.as_tensor(split.train), n_users=split.n_users)
+    m = copy.deepcopy(model)
+    u, p = torch.as_tensor(split.train[:64, 0]), torch.as_tensor(split.train[:64, 1])
+    n = torch.randint(split.n_items, (64,), generator=torch.Generator().manual_seed(1))
+    loss = loss_fn(m, u, p, n)
+    loss.backward()
+    grads = [q.grad for q in m.parameters() if q.grad is not None]
+    assert torch.isfinite(loss) and grads and all(torch.isfinite(q).all() for q in grads)
+    clean = AdversarialLoss(cfg.model_copy(update={"clean_weight": 1.0}), history=torch.as_tensor(split.train),
+                            n_users=split.n_users)(copy.deepcopy(model), u, p, n)
+    assert loss.item() != pytest.approx(clean.item())

@@ -176,3 +176,57 @@ def inbatch_listwise_perturbations(U: torch.Tensor, V: torch.Tensor, u_idx: torc
             dU = ops.pgd_step(dU.detach(), gU, eps_u * frac, eps_u, norm)
             dV = ops.pgd_step(dV.detach(), gV, eps_v * frac, eps_v, norm)
     return dU.detach(), dV.detach()
+
+
+CatalogueObjective = Literal["listwise", "trades"]
+
+
+def catalogue_logits(U: torch.Tensor, V: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scores of each row's user over the whole catalogue, the masked items (history) at -inf.
+
+    U [n_u, d], V [n_items, d]; rows [R] index U; mask [R, n_items]."""
+    return (U.index_select(0, rows) @ V.T).masked_fill(mask, float("-inf"))
+
+
+def catalogue_objective(logits: torch.Tensor, objective: CatalogueObjective, pos: torch.Tensor | None = None,
+                        reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Per row: the listwise cross-entropy of `pos` [R], or (trades) KL(softmax(reference) || softmax(logits))."""
+    if objective == "listwise":
+        assert pos is not None
+        return F.cross_entropy(logits, pos, reduction="none")
+    assert reference is not None
+    # masked items are -inf in both: zero them before the difference, or inf - inf poisons the gradient
+    masked = ~torch.isfinite(reference)
+    logp_ref = reference.log_softmax(1).masked_fill(masked, 0.0)
+    logp = logits.log_softmax(1).masked_fill(masked, 0.0)
+    return (logp_ref.exp().masked_fill(masked, 0.0) * (logp_ref - logp)).sum(1)
+
+
+def catalogue_perturbations(U: torch.Tensor, V: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor,
+                            objective: CatalogueObjective, eps_u, eps_v, steps: int, norm: Norm,
+                            step_fraction: float | None = None, pos: torch.Tensor | None = None,
+                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dU, dV) maximizing the catalogue objective of every row: the training-time form of the listwise
+    evaluation attack (every item a candidate, history masked), or TRADES' consistency term.
+
+    U [n_u, d] the batch's users, V [n_items, d] every item; constants. TRADES starts from a small random
+    point (its objective has zero gradient at delta = 0), listwise from delta = 0."""
+    U0, V0 = U.detach(), V.detach()
+    reference = catalogue_logits(U0, V0, rows, mask) if objective == "trades" else None
+    if objective == "trades":
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        dU = 0.1 * _random_start(U0.shape, eps_u, norm, gen).to(U0)
+        dV = 0.1 * _random_start(V0.shape, eps_v, norm, gen).to(V0)
+    else:
+        dU, dV = torch.zeros_like(U0), torch.zeros_like(V0)
+    frac = step_fraction if step_fraction is not None else (1.0 if steps == 1 else 2.5 / steps)
+    for _ in range(steps):
+        dU.requires_grad_(True)
+        dV.requires_grad_(True)
+        with torch.enable_grad():
+            loss = catalogue_objective(catalogue_logits(U0 + dU, V0 + dV, rows, mask), objective, pos, reference).sum()
+            gU, gV = torch.autograd.grad(loss, (dU, dV))
+        with torch.no_grad():
+            dU = ops.pgd_step(dU.detach(), gU, eps_u * frac, eps_u, norm)
+            dV = ops.pgd_step(dV.detach(), gV, eps_v * frac, eps_v, norm)
+    return dU.detach(), dV.detach()

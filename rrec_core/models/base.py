@@ -20,6 +20,8 @@ class Recommender(nn.Module):
     """Base of every model. Subclasses define `user_vectors`, `item_vectors` and `init_kwargs`."""
 
     model_type: str = ""
+    optional_state: tuple[str, ...] = ()
+    """Buffers a model saved by an older rrec lacks; they keep their constructor defaults."""
     user_embedding: nn.Embedding  # [n_users, d]: perturbed by embedding attacks
     item_embedding: nn.Embedding  # [n_items, d]
 
@@ -80,7 +82,11 @@ def load_recommender(path: str | Path, device: str | torch.device = "cpu") -> Re
         raise ValueError(f"{path / 'config.json'}: unknown model_type {cfg['model_type']!r}")
     model = MODEL_TYPES[cfg["model_type"]](**cfg["init"])
     state = load_tensors(path / "model.safetensors")
-    model.load_state_dict(state, strict=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in model.optional_state]
+    if missing or unexpected:
+        raise ValueError(f"{path / 'model.safetensors'} does not fit {cfg['model_type']}: "
+                         f"missing {missing}, unexpected {unexpected}")
     ids = read_json(path / "ids.json")
     model.user_ids, model.item_ids = ids["user_ids"], ids["item_ids"]
     model.meta = cfg.get("meta", {})

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
+from rrec_core.results import ColdStartResult, PoisoningResult, PretrainResult, RobustnessResult
 
 DOC = Path("docs/results.md")
 RECBOLE_BPR = {"ndcg@10": 0.286, "recall@10": 0.239, "hit@10": 0.772, "mrr@10": 0.482}  # DESIGN.md anchor
@@ -84,8 +84,22 @@ def gan_table(metrics: Path) -> str:
     return "\n".join(lines)
 
 
+def cold_start_table(metrics: Path) -> str:
+    r = ColdStartResult.from_json((metrics / "cold_start.json").read_text())
+    if not r.enabled:
+        return "(cold_start.enabled is false: no cold-start evaluation in this run)"
+    lines = [f"{r.n_cold_test} test-cold items ({r.n_cold_test_pairs} test pairs), {r.n_cold_valid} validation-cold; "
+             f"item share {r.item_share:g}, seed {r.seed}. Every item ranked, train and validation masked.", "",
+             "| model | warm NDCG@10 | cold NDCG@10 | cold Recall@20 | all NDCG@10 |", "|---|---:|---:|---:|---:|"]
+    for name, m in r.models.items():
+        lines.append(f"| {name} | {m.warm['ndcg@10']:.4f} | {m.cold['ndcg@10']:.4f} | {m.cold['recall@20']:.4f} | "
+                     f"{m.all['ndcg@10']:.4f} |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {"pretrain": pretrain_table, "robustness": robustness_table,
-                                            "poisoning": poisoning_table, "gan": gan_table}
+                                            "poisoning": poisoning_table, "gan": gan_table,
+                                            "cold_start": cold_start_table}
 _BLOCK = re.compile(r"(<!-- BEGIN generated: (\w+) -->\n)(.*?)(<!-- END generated: \2 -->)", re.S)
 
 

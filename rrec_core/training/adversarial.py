@@ -14,11 +14,18 @@ import torch
 
 from rrec_core import ops
 from rrec_core.attacks import Attack, bpr_loss, perturbations, radius
-from rrec_core.attacks.ranking import RankingAttack, inbatch_listwise_perturbations, ranking_attack
+from rrec_core.attacks.ranking import (
+    RankingAttack,
+    catalogue_logits,
+    catalogue_objective,
+    catalogue_perturbations,
+    inbatch_listwise_perturbations,
+    ranking_attack,
+)
 from rrec_core.config import AdversarialConfig, EvalConfig
 from rrec_core.data.split import Split
 from rrec_core.evaluation.attacked import attacked_per_user, held_out
-from rrec_core.evaluation.ranking import evaluate_model
+from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, evaluate_model
 from rrec_core.lm.tower import LMTower
 from rrec_core.models import Recommender, TextHybrid
 from rrec_core.training.loop import TrainResult, train_recommender
@@ -35,12 +42,21 @@ class AdversarialLoss:
 
     `user_weights` [n_users] (optional) weight each pair by its user in both terms: the GAN-trained
     suspicion weights (rrec_core.poisoning.detector) make the model not follow users who look like
-    generated profiles. The attack itself still maximizes the unweighted loss."""
+    generated profiles. The attack itself still maximizes the unweighted loss.
 
-    def __init__(self, cfg: AdversarialConfig, user_weights: torch.Tensor | None = None) -> None:
+    The catalogue adversaries (listwise_catalogue, trades) score every item for the batch's users, so
+    they need the training `history` (user-sorted [n, 2] pairs, masked out of the candidates)."""
+
+    def __init__(self, cfg: AdversarialConfig, user_weights: torch.Tensor | None = None,
+                 history: torch.Tensor | None = None, n_users: int | None = None) -> None:
         self.cfg = cfg
         self.attack = training_attack(cfg)
         self.user_weights = user_weights
+        if cfg.adversary in ("listwise_catalogue", "trades") and (history is None or n_users is None):
+            raise ValueError(f"adversary {cfg.adversary!r} needs the training history and n_users")
+        self.history = _sorted_pairs(history) if history is not None else None
+        self.n_users = n_users
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
 
     def __call__(self, model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         uu, u_idx = torch.unique(users, return_inverse=True)
@@ -62,6 +78,9 @@ class AdversarialLoss:
         if self.cfg.clean_weight >= 1.0:
             return clean
         scale = self._vulnerability(U, V, u_idx, p_idx, n_idx, len(uu)) if self.cfg.user_radius == "vulnerability" else None
+        if self.cfg.adversary in ("listwise_catalogue", "trades"):
+            adv = self._catalogue_adversarial(model, uu, u_idx, pos, U, scale, w)
+            return self.cfg.clean_weight * clean + (1 - self.cfg.clean_weight) * adv
         if self.cfg.adversary == "listwise":
             a = self.attack
             r_u = radius(U.detach(), a)
@@ -81,6 +100,31 @@ class AdversarialLoss:
         adv = bpr_loss(U_adv.index_select(0, u_idx), V_adv.index_select(0, p_idx), V_adv.index_select(0, n_idx), w)
         return self.cfg.clean_weight * clean + (1 - self.cfg.clean_weight) * adv
 
+
+    def _catalogue_adversarial(self, model: Recommender, uu, u_idx, pos, U, scale, w) -> torch.Tensor:
+        """The adversarial term over the whole catalogue: the listwise cross-entropy of each batch pair's
+        positive (history masked, the positive kept) at the perturbation maximizing it, or TRADES'
+        KL(clean ranking || perturbed ranking) of each batch user at the perturbation maximizing that."""
+        assert self.history is not None and self.n_users is not None
+        V = model.item_vectors()  # every item: the ranking the evaluation attacks
+        hist = _batch_mask(self.history, uu.cpu(), self.n_users, V.shape[0]).to(V.device)
+        a = self.attack
+        r_u = radius(U.detach(), a)
+        r_u = r_u * scale if scale is not None else r_u
+        r_v = radius(V.detach(), a)
+        if self.cfg.adversary == "listwise_catalogue":
+            mask = hist.index_select(0, u_idx)
+            mask[torch.arange(len(pos), device=mask.device), pos] = False
+            dU, dV = catalogue_perturbations(U, V, u_idx, mask, "listwise", r_u, r_v, a.steps, a.norm,
+                                             a.step_fraction, pos=pos)
+            loss = catalogue_objective(catalogue_logits(U + dU, V + dV, u_idx, mask), "listwise", pos=pos)
+            return loss.mean() if w is None else (w * loss).sum() / w.sum().clamp_min(1e-12)
+        rows = torch.arange(len(uu), device=U.device)
+        dU, dV = catalogue_perturbations(U, V, rows, hist, "trades", r_u, r_v, a.steps, a.norm, a.step_fraction,
+                                         generator=self.generator)
+        reference = catalogue_logits(U, V, rows, hist)
+        loss = catalogue_objective(catalogue_logits(U + dU, V + dV, rows, hist), "trades", reference=reference)
+        return loss.mean()
 
     def _vulnerability(self, U, V, u_idx, p_idx, n_idx, n_users: int) -> torch.Tensor:
         """[n_users] radius multipliers, mean 1: clip(mean loss / user's loss, 1/cap, cap), renormalized."""
@@ -141,6 +185,8 @@ def adversarial_finetune(pretrained: Recommender, split: Split, cfg: Adversarial
 
     result = train_recommender(model, split, cfg.train, eval_cfg, lm_tower=lm_tower, progress=progress,
                                warm_start=True, text_lr=cfg.train.text_lr, lm_lr=cfg.train.lm_lr,
-                               batch_loss=AdversarialLoss(cfg, user_weights), valid_score=valid_score)
+                               batch_loss=AdversarialLoss(cfg, user_weights,
+                                                          torch.as_tensor(split.train, dtype=torch.long), split.n_users),
+                               valid_score=valid_score)
     result.model.meta.update({"adversarial": cfg.model_dump(mode="json"), "pretrained_valid_ndcg@10": clean0})
     return result

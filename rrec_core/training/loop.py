@@ -50,8 +50,11 @@ def build_model(kind: str, split: Split, cfg: MFConfig | HybridConfig, text_feat
             raise ValueError("text_hybrid needs item text features")
         if not isinstance(cfg, HybridConfig):
             raise TypeError("text_hybrid is built from a HybridConfig")
-        model = TextHybrid(split.n_users, split.n_items, text_features.shape[1], cfg.embedding_dim, cfg.text_dropout)
+        model = TextHybrid(split.n_users, split.n_items, text_features.shape[1], cfg.embedding_dim, cfg.text_dropout,
+                           cfg.id_dropout, cfg.cold_map_reg)
         model.set_text_features(text_features)
+        if cfg.cold_start:
+            model.set_item_id_mask(torch.as_tensor(np.unique(split.train[:, 1])))
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     model.user_ids, model.item_ids = list(split.user_ids), list(split.item_ids)
@@ -95,6 +98,14 @@ def train_recommender(
         def valid_score(m):
             v = evaluate_model(m, split, "valid", eval_cfg, device)
             return {**v, "score": v["ndcg@10"]}
+    cold_items = isinstance(model, TextHybrid) and model.has_cold_items()
+    if cold_items:
+        # a cold item is validated, saved and served with the ID row its text generates from the current model
+        user_valid_score = valid_score
+
+        def valid_score(m):
+            m.fit_cold_map()
+            return user_valid_score(m)
 
     gen = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -112,7 +123,10 @@ def train_recommender(
         model.text_override = lm_tower
         params.append({"params": lm_tower.trainable_parameters(), "lr": lm_lr if lm_lr is not None else cfg.lr})
     opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
-    sampler = NegativeSampler(split.train, split.n_items, gen)
+    # items a hybrid scores by text alone (cold start) are never negatives: see NegativeSampler
+    mask = getattr(model, "item_id_mask", None)
+    candidates = torch.nonzero(mask.cpu() > 0).flatten() if mask is not None and bool((mask == 0).any()) else None
+    sampler = NegativeSampler(split.train, split.n_items, gen, candidates)
     train = torch.as_tensor(np.array(split.train, dtype=np.int64))
     result = TrainResult(model)
     best_score, best_state, since_best = -1.0, None, 0
