@@ -41,6 +41,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--only", default=None, help="run only the variants whose name contains this text")
+    ap.add_argument("--epochs", type=int, default=None, help="the hybrid's epoch limit (default: params.yaml)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     art = Path(args.artifacts)
@@ -53,7 +54,8 @@ def main(argv=None) -> None:
     rows = []
     for name, update in variants.items():
         pcfg = params.pretrain.model_copy(update={"models": ("mf_bpr", "text_hybrid")})
-        hyb = pcfg.text_hybrid.model_copy(update={**update, **({"epochs": 2} if args.smoke else {})})
+        epochs = {"epochs": 2} if args.smoke else ({"epochs": args.epochs} if args.epochs else {})
+        hyb = pcfg.text_hybrid.model_copy(update={**update, **epochs})
         mf = pcfg.mf_bpr.model_copy(update={"epochs": 2} if args.smoke else {})
         pcfg = pcfg.model_copy(update={"text_hybrid": hyb, "mf_bpr": mf})
         t0 = time.perf_counter()
@@ -71,7 +73,7 @@ def main(argv=None) -> None:
     today = dt.date.today().isoformat()
     lines = [f"# Tuned LM layers in the text hybrid — {device}, {today}", "",
              f"Pipeline pretraining on {art}/validated_interactions (MF-BPR, then the hybrid warm-started from it), "
-             f"encoder {params.encoder.model}; torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
+             f"encoder {params.encoder.model}; hybrid epoch limit {args.epochs or 'params.yaml'}; torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
              "| variant | hybrid test NDCG@10 | Recall@10 | MF-BPR NDCG@10 | best epoch | epochs run | s / epoch |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -81,7 +83,7 @@ def main(argv=None) -> None:
     print(md)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"lm_finetune_{device}_{today}" + ("_smoke" if args.smoke else "")
+    stem = f"lm_finetune_{device}_{today}" + ("_smoke" if args.smoke else "") + (f"_{args.epochs}ep" if args.epochs else "")
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
 
