@@ -20,7 +20,14 @@ from rrec_core.data.split import Split
 from rrec_core.io import load_tensors, read_json, save_tensors, write_json, write_parquet, write_text
 from rrec_core.lm.encoder import TextEmbeddings
 from rrec_core.models import Recommender, load_recommender, save_recommender
-from rrec_core.results import ColdStartResult, GanReport, PoisoningResult, PretrainResult, RobustnessResult
+from rrec_core.results import (
+    ColdStartResult,
+    DistillationResult,
+    GanReport,
+    PoisoningResult,
+    PretrainResult,
+    RobustnessResult,
+)
 
 if TYPE_CHECKING:
     from rrec_core.poisoning.gan import GanResult
@@ -175,6 +182,31 @@ class ColdStartEvaluation:
     @classmethod
     def load(cls, path: Path) -> "ColdStartEvaluation":
         return cls(ColdStartResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
+
+    def published(self) -> dict:
+        return {"metrics": self.result.to_json().encode()}
+
+
+@dataclass
+class DistillationEvaluation:
+    """The distilled students (saved like any recommender) and how they compare (metrics/distillation.json)."""
+
+    result: DistillationResult
+    models: dict[str, Recommender] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # encode / score / train seconds
+
+    def save(self, path: Path) -> None:
+        for name, model in self.models.items():
+            save_recommender(model, path / "models" / name)
+        write_json(path / "models.json", sorted(self.models))
+        write_text(path / "metrics.json", self.result.to_json())
+        _save_timings(path, self.timings)
+
+    @classmethod
+    def load(cls, path: Path) -> "DistillationEvaluation":
+        names = read_json(path / "models.json") if (path / "models.json").exists() else []
+        return cls(DistillationResult.from_json((path / "metrics.json").read_text()),
+                   {n: load_recommender(path / "models" / n) for n in names}, _load_timings(path))
 
     def published(self) -> dict:
         return {"metrics": self.result.to_json().encode()}

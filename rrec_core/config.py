@@ -179,6 +179,9 @@ class EncoderConfig(_Strict):
     """auto (CUDA when present), cpu or cuda."""
     cache_dir: str = "artifacts/cache/text_embeddings"
     """Embedding cache, keyed by model, settings and text hash."""
+    layers: int | None = None
+    """Use only the first N transformer layers (a shallower, cheaper encoder; distillation's student);
+    0: the token embeddings alone, mean-pooled; null: all of them."""
 
 
 class SplitConfig(_Strict):
@@ -288,6 +291,44 @@ class ColdStartConfig(_Strict):
     """Which items are drawn, and how they are halved."""
     id_dropout: float = 0.2
     """pretrain.text_hybrid.id_dropout of the treated hybrid (the untreated one has 0)."""
+
+
+class DistillTrainConfig(LoopConfig):
+    """The student's training loop (its shape is the teacher's)."""
+
+    epochs: int = 100
+    """Epoch limit."""
+    text_lr: float = 1e-3
+    """Learning rate of the student's text projection (it starts from zero on new features)."""
+    text_dropout: float = 0.1
+    """Dropout on the student's LM item vectors."""
+
+
+class DistillConfig(_Strict):
+    """Knowledge distillation from the pretrained text hybrid (teacher) to a student with a shallower
+    encoder, and to an ID-only MF-BPR (docs/distillation.md)."""
+
+    enabled: bool = True
+    """Run the distillation stage."""
+    student_layers: int = 0
+    """Transformer layers of the student's encoder: the first N of the teacher's language model (0: its
+    token embeddings alone, mean-pooled)."""
+    top_k: int = 50
+    """Teacher's top-k items per user (training history masked) whose soft scores the student matches."""
+    n_random: int = 50
+    """Random items per user beside the top-k, so the student also learns where the rest ranks."""
+    temperature: float = 1.0
+    """Softmax temperature of the distillation loss (the loss is scaled by its square, Hinton et al.)."""
+    weight: float = 1.0
+    """Loss = BPR + weight * distillation (0: the student trains on the data alone)."""
+    init_from_teacher: bool = True
+    """Start the student's ID tables from the teacher's."""
+    control: bool = True
+    """Also train each student with weight 0 (the same model without distillation): what the teacher adds."""
+    timing_repeats: int = 3
+    """Timed repeats of catalogue encoding and scoring (the median is reported, after a warm-up)."""
+    train: DistillTrainConfig = Field(default_factory=DistillTrainConfig)
+    """The students' training loop."""
 
 
 class AdversarialConfig(_Strict):
@@ -456,6 +497,8 @@ class PipelineConfig(_Strict):
     """Full-ranking evaluation."""
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
     """Item cold-start evaluation."""
+    distillation: DistillConfig = Field(default_factory=DistillConfig)
+    """Knowledge distillation to cheaper students."""
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     """Adversarial fine-tuning."""
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)

@@ -28,6 +28,7 @@ PUBLISHED: dict[str, tuple[Published, ...]] = {
     "pretrained_recommender": (Published("curves", "metrics/curves", "plots", directory=True),),
     "pretrain_evaluation": (Published("metrics", "metrics/pretrain.json", "metrics"),),
     "cold_start_evaluation": (Published("metrics", "metrics/cold_start.json", "metrics"),),
+    "distillation": (Published("metrics", "metrics/distillation.json", "metrics"),),
     "gan_samples": (Published("metrics", "metrics/gan.json", "metrics"),),
     # its own folder: a DVC output belongs to one stage (metrics/curves is pretraining's)
     "adversarial_recommender": (Published("curves", "metrics/adversarial_curves", "plots", directory=True),),

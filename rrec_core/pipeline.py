@@ -3,6 +3,8 @@ exactly these, nothing more. Each takes the config sections it uses and returns 
 (rrec_core.artifacts); none writes a file: the IO manager saves the artefact and its published files.
 
     load_raw_data -> validate_and_split -> embed_item_text -> pretrain -> evaluate_pretrained
+                                                                      -> distill_stage
+                                        -> evaluate_cold_start_stage
                                         -> generate_gan_samples -> adversarial_train
                                         -> evaluate_poisoning_stage -> evaluate_robustness_stage
 """
@@ -17,6 +19,7 @@ import pandas as pd
 
 from rrec_core.artifacts import (
     ColdStartEvaluation,
+    DistillationEvaluation,
     GanSamples,
     ItemTextEmbeddings,
     PoisoningEvaluation,
@@ -30,6 +33,7 @@ from rrec_core.config import (
     AdversarialConfig,
     ColdStartConfig,
     DataConfig,
+    DistillConfig,
     EncoderConfig,
     EvalConfig,
     GanConfig,
@@ -43,7 +47,14 @@ from rrec_core.config import (
 )
 from rrec_core.data.loaders import load_dataset
 from rrec_core.data.split import split_interactions
-from rrec_core.results import ColdStartResult, GanReport, ModelMetrics, PoisoningResult, PretrainResult
+from rrec_core.results import (
+    ColdStartResult,
+    DistillationResult,
+    GanReport,
+    ModelMetrics,
+    PoisoningResult,
+    PretrainResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +223,19 @@ def evaluate_cold_start_stage(data: ValidatedData, text: ItemTextEmbeddings, cfg
         return ColdStartEvaluation(ColdStartResult(enabled=False))
     result, seconds = evaluate_cold_start(data, text.emb.embeddings, pretrain_cfg, cfg, eval_cfg, progress=progress)
     return ColdStartEvaluation(result, seconds)
+
+
+def distill_stage(pretrained: TrainedModels, data: ValidatedData, text: ItemTextEmbeddings, cfg: DistillConfig,
+                  eval_cfg: EvalConfig, root: str | Path = ".", progress: bool = False) -> DistillationEvaluation:
+    """Distill the pretrained text hybrid into a student with a shallower encoder; compare quality kept
+    with encoding and scoring time gained (rrec_core.evaluation.distillation)."""
+    from rrec_core.evaluation.distillation import evaluate_distillation
+
+    if not cfg.enabled:
+        return DistillationEvaluation(DistillationResult(enabled=False))
+    result, students, seconds = evaluate_distillation(data, text, pretrained.models, cfg, eval_cfg, root=root,
+                                                      progress=progress)
+    return DistillationEvaluation(result, students, seconds)
 
 
 def generate_gan_samples(data: ValidatedData, cfg: GanConfig, screen: ScreenConfig) -> GanSamples:

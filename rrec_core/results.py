@@ -80,6 +80,33 @@ class ColdStartResult(Result):
     models: dict[str, ColdStartModel] = {}
 
 
+class DistilledModel(Result):
+    """One model of the distillation stage: the teacher, a student, its control, the ID-only reference."""
+
+    test: Metrics
+    valid: Metrics
+    best_epoch: Optional[int] = None
+    encoder_layers: int
+    """Transformer layers an item's text passes through to be scored (0: no language model)."""
+    ndcg_retained: float
+    """Test NDCG@10 / the teacher's."""
+
+
+class DistillationResult(Result):
+    """Knowledge distillation (metrics/distillation.json); `enabled: false` when it was switched off.
+    How long each model takes to encode the catalogue and to score is in the stage's timings."""
+
+    enabled: bool = True
+    teacher: str = ""
+    teacher_layers: int = 0
+    student_layers: int = 0
+    top_k: int = 0
+    n_random: int = 0
+    temperature: float = 0.0
+    weight: float = 0.0
+    models: dict[str, DistilledModel] = {}
+
+
 # -- robustness to embedding attacks ---------------------------------------------------------------
 
 class NormStats(Result):

@@ -37,7 +37,7 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
     from orchestration.definitions import defs
 
     upstream = ["raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
-                "gan_samples"]
+                "gan_samples", "distillation"]
     assert materialize([a for a in defs.assets if a.key.to_user_string() in upstream],
                        resources=defs.resources).success
     sys.path.insert(0, str(ROOT / "bench"))
@@ -71,6 +71,12 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
                       "--out", str(out)])
     md = next(out.glob("lm_finetune_*_smoke.md")).read_text()
     assert "| frozen LM (default) |" in md and "| top 1 layer tuned, lm_lr 1e-5 |" in md
+
+    import distillation
+
+    distillation.main(["--smoke", "--artifacts", str(root / "artifacts"), "--out", str(out)])
+    md = next(out.glob("distillation_*_smoke.md")).read_text()
+    assert "| 0 | " in md and "| 2 | " in md and "| student |" in md and "| teacher |" in md
 
 
 @pytest.mark.cuda

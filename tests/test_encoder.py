@@ -48,3 +48,32 @@ def test_packaged_model_resolves_offline():
 
     path = resolve_model_path("packaged:all-MiniLM-L6-v2")
     assert (torch.__version__ and __import__("pathlib").Path(path, "config.json").exists())
+
+
+def test_tuned_tower_on_cached_states_matches_a_full_forward(tiny_bert):
+    """The tower runs only the tuned top layer on hidden states cached once; its item vectors and the
+    gradients of a loss on them equal those of the whole LM run end to end with the bottom frozen."""
+    from rrec_core.lm.encoder import load_language_model, mean_pool
+    from rrec_core.lm.tower import LMTower
+
+    texts = ["movie number 1 (1995). genres: comedy.", "movie 7", "movie number 12 (1990). genres: drama | horror."]
+    cfg = EncoderConfig(model=str(tiny_bert), device="cpu")
+    tower = LMTower(texts, cfg, n_layers=1)
+    tok, lm = load_language_model(cfg)
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    top = lm.encoder.layer[-1]
+    top.load_state_dict(tower.layers[0].state_dict())
+    for p in top.parameters():
+        p.requires_grad_(True)
+    enc = tok(texts, padding=True, return_tensors="pt")
+    full = torch.nn.functional.normalize(mean_pool(lm(**enc).last_hidden_state, enc["attention_mask"]), dim=-1)
+    cached = tower(None)
+    assert torch.allclose(cached, full, atol=1e-5)
+    weights = torch.linspace(-1, 1, full.numel()).reshape(full.shape)
+    (full * weights).sum().backward()
+    (cached * weights).sum().backward()
+    for (name, a), b in zip(top.named_parameters(), tower.layers[0].parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+    # and a batch of items reads the same rows as the whole catalogue
+    assert torch.allclose(tower(torch.tensor([2, 0])), cached[[2, 0]], atol=1e-5)

@@ -7,6 +7,8 @@ import yaml
 from conftest import write_tiny_atomic
 from dagster import materialize
 
+from rrec_core import load_recommender
+
 TINY_LOOP = {"lr": 0.01, "batch_size": 128, "epochs": 4, "patience": 3, "device": "cpu"}
 TINY_TRAIN = {"embedding_dim": 8, **TINY_LOOP}
 
@@ -21,6 +23,7 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["pretrain"]["mf_bpr"].update(TINY_TRAIN)
     params["pretrain"]["text_hybrid"].update({**TINY_TRAIN, "lm_finetune_layers": 1, "lm_lr": 1e-4})
     params["evaluation"]["ks"] = [5, 10]
+    params["distillation"].update({"timing_repeats": 1, "train": {**params["distillation"]["train"], **TINY_LOOP}})
     params["adversarial"].update({"steps": 2, "text_eps": 0.05, "select_attack_steps": 2, "min_clean_ratio": 0.5,
                                   "train": {**params["adversarial"]["train"], **TINY_LOOP, "epochs": 2}})
     params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3]})
@@ -59,7 +62,8 @@ def test_whole_chain_materializes(project):
                          run_config=run_config({"adversarial": {"eps": 0.3}}))
     assert result.success
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
-                  "pretrain_evaluation", "cold_start_evaluation", "gan_samples", "adversarial_recommender",
+                  "pretrain_evaluation", "cold_start_evaluation", "distillation", "gan_samples",
+                  "adversarial_recommender",
                   "poisoning_evaluation", "robustness_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
     from rrec_core.results import ColdStartResult
@@ -68,6 +72,16 @@ def test_whole_chain_materializes(project):
     assert cold.enabled and cold.n_cold_test >= 1 and set(cold.models) == {
         "random", "popularity", "text_knn", "mf_bpr", "text_hybrid", "text_hybrid_cold_start"}
     assert "text_hybrid_cold_start/cold_ndcg@10" in result.asset_materializations_for_node("cold_start_evaluation")[0].metadata
+    from rrec_core.results import DistillationResult
+
+    distilled = DistillationResult.from_json((root / "metrics" / "distillation.json").read_text())
+    assert distilled.teacher_layers == 2 and distilled.student_layers == 0  # the tiny BERT's embeddings alone
+    assert set(distilled.models) == {"teacher", "student", "student_no_distillation", "id_only"}
+    assert distilled.models["teacher"].ndcg_retained == 1.0 and distilled.models["id_only"].encoder_layers == 0
+    dmeta = result.asset_materializations_for_node("distillation")[0].metadata
+    assert dmeta["encode_speedup"].value > 0 and "seconds/student/score" in dmeta
+    student = load_recommender(root / "artifacts" / "distillation" / "models" / "student")
+    assert student.meta["encoder"]["layers"] == 0
     from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
 
     metrics = PretrainResult.from_json((root / "metrics" / "pretrain.json").read_text()).models
@@ -84,8 +98,6 @@ def test_whole_chain_materializes(project):
 
     # the saved models honour the load_recommender contract
     import torch
-
-    from rrec_core import load_recommender
 
     for name in ("mf_bpr", "text_hybrid"):
         m = load_recommender(root / "artifacts" / "pretrained_recommender" / name)

@@ -43,14 +43,38 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_language_model(cfg: EncoderConfig):
-    """(tokenizer, model) in eval mode; weights load as safetensors where the model ships them."""
+    """(tokenizer, model) in eval mode; weights load as safetensors where the model ships them.
+    With `cfg.layers`, only the first that many transformer layers are kept."""
     from transformers import AutoModel, AutoTokenizer
 
     path = resolve_model_path(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, use_safetensors=Path(path, "model.safetensors").exists() or None)
+    if cfg.layers is not None:
+        truncate_layers(model, cfg.layers)
     model.eval()
     return tokenizer, model
+
+
+def transformer_layers(lm: torch.nn.Module) -> torch.nn.ModuleList:
+    """The transformer block list of a BERT-like encoder (model.encoder.layer and kin)."""
+    n = getattr(lm.config, "num_hidden_layers", None)
+    for mod in lm.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) == n:
+            return mod
+    raise ValueError(f"cannot find the {n} transformer layers of {type(lm).__name__}")
+
+
+def truncate_layers(lm: torch.nn.Module, n: int) -> torch.nn.Module:
+    """Keep the first `n` transformer layers (in place): the same embeddings and bottom blocks, the top
+    dropped, so the encoder costs about n / L of the full one per token. n = 0 leaves the token and
+    position embeddings alone: mean-pooled, a static embedding of the text (no attention)."""
+    layers = transformer_layers(lm)
+    if not 0 <= n <= len(layers):
+        raise ValueError(f"encoder.layers={n}: the model has {len(layers)} transformer layers")
+    del layers[n:]
+    lm.config.num_hidden_layers = n  # type: ignore[union-attr]  # a transformers PretrainedConfig
+    return lm
 
 
 def item_texts(items: pd.DataFrame, template: str) -> list[str]:
@@ -124,7 +148,9 @@ def embed_items(items: pd.DataFrame, cfg: EncoderConfig, root: str | Path = ".",
     path = resolve_model_path(cfg.model)
     key_src = json.dumps({"model": cfg.model, "fingerprint": model_fingerprint(path), "max_length": cfg.max_length,
                           "normalize": cfg.normalize, "pooling": "mean",
-                          "texts": hashlib.sha256("\x1f".join(texts).encode()).hexdigest()}, sort_keys=True)
+                          "texts": hashlib.sha256("\x1f".join(texts).encode()).hexdigest(),
+                          # only when set, so the full encoder's existing cache entries stay valid
+                          **({"layers": cfg.layers} if cfg.layers is not None else {})}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     cache = Path(root) / cfg.cache_dir / f"{key}.safetensors"
     item_ids = items["item_id"].astype(str).tolist()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from rrec_core.config import EncoderConfig
-from rrec_core.lm.encoder import load_language_model, mean_pool
+from rrec_core.lm.encoder import load_language_model, mean_pool, transformer_layers
 
 
 class LMTower(torch.nn.Module):
@@ -18,7 +18,7 @@ class LMTower(torch.nn.Module):
     def __init__(self, texts: list[str], enc_cfg: EncoderConfig, n_layers: int) -> None:
         super().__init__()
         tokenizer, lm = load_language_model(enc_cfg)
-        layers = _encoder_layers(lm)
+        layers = transformer_layers(lm)
         if not 0 < n_layers <= len(layers):
             raise ValueError(f"lm_finetune_layers={n_layers}: the model has {len(layers)} layers")
         self.normalize = enc_cfg.normalize
@@ -47,11 +47,3 @@ class LMTower(torch.nn.Module):
         emb = mean_pool(h, m)
         return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb
 
-
-def _encoder_layers(lm: torch.nn.Module) -> torch.nn.ModuleList:
-    """The transformer block list of a BERT-like encoder (model.encoder.layer and kin)."""
-    n = getattr(lm.config, "num_hidden_layers", None)
-    for mod in lm.modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) == n:
-            return mod
-    raise ValueError(f"cannot find the {n} transformer layers of {type(lm).__name__} for fine-tuning")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from rrec_core.results import ColdStartResult, PoisoningResult, PretrainResult, RobustnessResult
+from rrec_core.results import ColdStartResult, DistillationResult, PoisoningResult, PretrainResult, RobustnessResult
 
 DOC = Path("docs/results.md")
 RECBOLE_BPR = {"ndcg@10": 0.286, "recall@10": 0.239, "hit@10": 0.772, "mrr@10": 0.482}  # DESIGN.md anchor
@@ -97,9 +97,26 @@ def cold_start_table(metrics: Path) -> str:
     return "\n".join(lines)
 
 
+def distillation_table(metrics: Path) -> str:
+    r = DistillationResult.from_json((metrics / "distillation.json").read_text())
+    if not r.enabled:
+        return "(distillation.enabled is false: no distillation in this run)"
+    lines = [f"Teacher: the pretrained {r.teacher} ({r.teacher_layers}-layer encoder); students on the first "
+             f"{r.student_layers} layer(s); distillation over the teacher's top-{r.top_k} + {r.n_random} random items, "
+             f"temperature {r.temperature:g}, weight {r.weight:g}.", "",
+             "| model | encoder layers | test NDCG@10 | Recall@20 | kept of the teacher | best epoch |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, m in r.models.items():
+        recall = f"{m.test['recall@20']:.4f}" if "recall@20" in m.test else "–"
+        epoch = "" if m.best_epoch is None else str(m.best_epoch)
+        lines.append(f"| {name} | {m.encoder_layers} | {m.test['ndcg@10']:.4f} | {recall} | "
+                     f"{100 * m.ndcg_retained:.1f}% | {epoch} |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {"pretrain": pretrain_table, "robustness": robustness_table,
                                             "poisoning": poisoning_table, "gan": gan_table,
-                                            "cold_start": cold_start_table}
+                                            "cold_start": cold_start_table, "distillation": distillation_table}
 _BLOCK = re.compile(r"(<!-- BEGIN generated: (\w+) -->\n)(.*?)(<!-- END generated: \2 -->)", re.S)
 
 
