@@ -150,7 +150,8 @@ def distillation(context: AssetExecutionContext, rrec_config: RrecConfig, pretra
         return Output(ev, metadata={"enabled": False})
     t = ev.timings
     rows = {name: {"ndcg@10": m.test["ndcg@10"], "recall@20": m.test.get("recall@20", float("nan")),
-                   "ndcg_retained": m.ndcg_retained, "encoder_layers": m.encoder_layers,
+                   "ndcg_retained": m.ndcg_retained,
+                   "encoder_layers": "no LM" if m.encoder_layers is None else m.encoder_layers,
                    "score_seconds": t.get(f"{name}/score", float("nan"))} for name, m in r.models.items()}
     meta = {"teacher_layers": r.teacher_layers, "student_layers": r.student_layers,
             "metrics": MetadataValue.md(pd.DataFrame(rows).T.to_markdown(floatfmt=".4f")),

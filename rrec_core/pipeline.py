@@ -147,7 +147,8 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
         is_hybrid = kind == "text_hybrid"
         result = train_recommender(model, data.split, tcfg, eval_cfg, lm_tower=tower, progress=progress,
                                    warm_start=warm, text_lr=hybrid.text_lr if is_hybrid else None,
-                                   lm_lr=hybrid.lm_lr if is_hybrid else None)
+                                   lm_lr=hybrid.lm_lr if is_hybrid else None,
+                                   lm_update_every=hybrid.lm_update_every if is_hybrid else 0)
         log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs", kind, result.best_epoch,
                  result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
         _record(out, kind, result, tower)

@@ -86,8 +86,9 @@ class DistilledModel(Result):
     test: Metrics
     valid: Metrics
     best_epoch: Optional[int] = None
-    encoder_layers: int
-    """Transformer layers an item's text passes through to be scored (0: no language model)."""
+    encoder_layers: Optional[int] = None
+    """Transformer layers an item's text passes through to be scored (0: the LM's token embeddings alone;
+    null: no language model at all)."""
     ndcg_retained: float
     """Test NDCG@10 / the teacher's."""
 

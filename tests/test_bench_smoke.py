@@ -70,7 +70,7 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
     lm_finetune.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
                       "--out", str(out)])
     md = next(out.glob("lm_finetune_*_smoke.md")).read_text()
-    assert "| frozen LM (default) |" in md and "| top 1 layer tuned, lm_lr 1e-5 |" in md
+    assert "| frozen LM (default) |" in md and "| top 1 layer, lagged 10 steps, lm_lr 1e-4 |" in md
 
     import distillation
 

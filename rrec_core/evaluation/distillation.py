@@ -111,10 +111,10 @@ def evaluate_distillation(data, text, models: dict[str, Recommender], cfg: Disti
         res.model.meta.update({"distillation_weight": weight, "encoder": student_enc.model_dump(mode="json")})
         students[name] = res.model
 
-    rows: dict[str, tuple[Recommender, int]] = {"teacher": (teacher, teacher_layers)}
+    rows: dict[str, tuple[Recommender, int | None]] = {"teacher": (teacher, teacher_layers)}
     rows.update({name: (m, cfg.student_layers) for name, m in students.items()})
     if "mf_bpr" in models:
-        rows["id_only"] = (models["mf_bpr"], 0)
+        rows["id_only"] = (models["mf_bpr"], None)
     metrics: dict[str, tuple[dict, dict]] = {}
     for name, (model, _) in rows.items():
         metrics[name] = (evaluate_model(model, split, "test", eval_cfg), evaluate_model(model, split, "valid", eval_cfg))

@@ -45,6 +45,17 @@ class TextHybrid(Recommender):
         # set by a trainer that fine-tunes the LM: returns [n or len(items), text_dim] with grad
         self.text_override = None
 
+    def set_text_source(self, source) -> None:
+        """Read item text vectors from `source(items)` (a tuned LM tower, a LaggedTower) instead of the
+        buffer; None: the buffer again. A module source is a child module (moved and switched to train /
+        eval with the model); any other callable is a plain attribute."""
+        self._modules.pop("text_override", None)
+        self.__dict__.pop("text_override", None)
+        if isinstance(source, nn.Module):
+            self.text_override = source
+        else:
+            object.__setattr__(self, "text_override", source)
+
     def set_text_features(self, features: torch.Tensor) -> None:
         if features.shape != self.text_features.shape:
             raise ValueError(f"text features {tuple(features.shape)} != expected {tuple(self.text_features.shape)}")

@@ -101,15 +101,18 @@ def distillation_table(metrics: Path) -> str:
     r = DistillationResult.from_json((metrics / "distillation.json").read_text())
     if not r.enabled:
         return "(distillation.enabled is false: no distillation in this run)"
-    lines = [f"Teacher: the pretrained {r.teacher} ({r.teacher_layers}-layer encoder); students on the first "
-             f"{r.student_layers} layer(s); distillation over the teacher's top-{r.top_k} + {r.n_random} random items, "
+    student = (f"the first {r.student_layers} layer(s) of its LM" if r.student_layers
+               else "its LM's token embeddings alone (0 layers)")
+    lines = [f"Teacher: the pretrained {r.teacher} ({r.teacher_layers}-layer encoder); students on {student}; "
+             f"distillation over the teacher's top-{r.top_k} + {r.n_random} random items, "
              f"temperature {r.temperature:g}, weight {r.weight:g}.", "",
              "| model | encoder layers | test NDCG@10 | Recall@20 | kept of the teacher | best epoch |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, m in r.models.items():
         recall = f"{m.test['recall@20']:.4f}" if "recall@20" in m.test else "–"
         epoch = "" if m.best_epoch is None else str(m.best_epoch)
-        lines.append(f"| {name} | {m.encoder_layers} | {m.test['ndcg@10']:.4f} | {recall} | "
+        layers = "no LM" if m.encoder_layers is None else m.encoder_layers
+        lines.append(f"| {name} | {layers} | {m.test['ndcg@10']:.4f} | {recall} | "
                      f"{100 * m.ndcg_retained:.1f}% | {epoch} |")
     return "\n".join(lines)
 

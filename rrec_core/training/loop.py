@@ -21,7 +21,7 @@ from rrec_core.models import MFBPR, Recommender, TextHybrid
 from rrec_core.training.sampling import NegativeSampler
 
 if TYPE_CHECKING:
-    from rrec_core.lm.tower import LMTower
+    from rrec_core.lm.tower import LaggedTower, LMTower
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def train_recommender(
     valid_score: Callable | None = None,
     text_lr: float | None = None,
     lm_lr: float | None = None,
+    lm_update_every: int = 0,
 ) -> TrainResult:
     """Train; keep the state with the best validation score; stop after `patience` epochs without it.
 
@@ -90,6 +91,8 @@ def train_recommender(
     valid_score(model) -> dict of validation numbers with a "score" key (higher is better), default the
     clean validation NDCG@10; a score of -inf marks an epoch that may not be selected.
     text_lr / lm_lr: learning rates of a hybrid's text projection and tuned LM layers (default: cfg.lr).
+    lm_update_every: 0 runs the tuned layers end to end every step; N > 0 moves them once per N steps from
+    summed feature gradients (rrec_core.lm.tower.LaggedTower).
     """
     from tqdm.auto import tqdm
 
@@ -118,10 +121,19 @@ def train_recommender(
     params = [{"params": id_params, "lr": cfg.lr}]
     if text_params:
         params.append({"params": text_params, "lr": text_lr if text_lr is not None else cfg.lr})
+    lagged: LaggedTower | None = None
     if lm_tower is not None:
         lm_tower.to(device)
-        model.text_override = lm_tower
-        params.append({"params": lm_tower.trainable_parameters(), "lr": lm_lr if lm_lr is not None else cfg.lr})
+        if lm_update_every > 0:
+            from rrec_core.lm.tower import LaggedTower
+
+            if not isinstance(model, TextHybrid):
+                raise TypeError("tuned LM layers belong to a text_hybrid")
+            lagged = LaggedTower(lm_tower, lm_update_every, lm_lr if lm_lr is not None else cfg.lr, cfg.weight_decay)
+            model.set_text_source(lagged)
+        else:
+            model.text_override = lm_tower
+            params.append({"params": lm_tower.trainable_parameters(), "lr": lm_lr if lm_lr is not None else cfg.lr})
     opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
     # items a hybrid scores by text alone (cold start) are never negatives: see NegativeSampler
     mask = getattr(model, "item_id_mask", None)
@@ -153,6 +165,8 @@ def train_recommender(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if lagged is not None:
+                lagged.step()
             total += loss.item() * len(batch)
             n += len(batch)
         row = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": time.perf_counter() - t0}
@@ -177,6 +191,7 @@ def train_recommender(
             lm_tower.load_state_dict(best_lm)
     if lm_tower is not None:
         # freeze what the tuned LM says about each item into the buffer, so the saved model scores alone
+        lm_tower.eval()
         with torch.no_grad():
             model.set_text_features(lm_tower(None).detach())
         model.text_override = None
