@@ -32,6 +32,7 @@ from rrec_core.artifacts import (
 GROUP = "rrec"
 VALIDATION_CHECK = "expectation_suite"
 SCREEN_CHECK = "poisoning_screen"
+TEXT_CHECK = "item_text_sanitizer"
 
 
 @asset(group_name=GROUP, description="Interactions and items read from data/ into rrec's frame contract.")
@@ -52,7 +53,10 @@ def raw_interactions(context: AssetExecutionContext, rrec_config: RrecConfig) ->
     AssetCheckSpec(VALIDATION_CHECK, asset="validated_interactions", blocking=True,
                    description="Great Expectations suite over interactions and items"),
     AssetCheckSpec(SCREEN_CHECK, asset="validated_interactions",
-                   description="Shilling screen: suspect users are quarantined (listed, excluded from training)")],
+                   description="Shilling screen: suspect users are quarantined (listed, excluded from training)"),
+    AssetCheckSpec(TEXT_CHECK, asset="validated_interactions",
+                   description="Item text sanitizer: look-alike letters, invisible characters and compatibility "
+                               "forms undone in title and genres; every changed cell listed")],
        description="Interactions that pass the expectation suite, split into train/valid/test.")
 def validated_interactions(context: AssetExecutionContext, rrec_config: RrecConfig, raw_interactions: RawData):
     cfg = rrec_config.resolve()
@@ -70,6 +74,13 @@ def validated_interactions(context: AssetExecutionContext, rrec_config: RrecConf
                            metadata={"quarantined_users": len(q), "enabled": cfg.validation.screen.enabled,
                                      "top_suspects": MetadataValue.md(q.head(20).to_markdown(index=False)
                                                                       if len(q) else "none")})
+    t = data.text_changes
+    yield AssetCheckResult(check_name=TEXT_CHECK, passed=len(t) == 0, severity=AssetCheckSeverity.WARN,
+                           metadata={"changed_cells": len(t), "enabled": cfg.validation.sanitize_text,
+                                     "source": str(raw_interactions.dataset.items.attrs.get("source", ""))
+                                     if raw_interactions.dataset.items is not None else "",
+                                     "changes": MetadataValue.md(t.head(20).to_markdown(index=False)
+                                                                 if len(t) else "none")})
     sp = data.split
     context.log.info("validation passed; split %d/%d/%d", len(sp.train), len(sp.valid), len(sp.test))
     yield Output(data, metadata={

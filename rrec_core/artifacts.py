@@ -32,6 +32,8 @@ from rrec_core.results import (
 if TYPE_CHECKING:
     from rrec_core.poisoning.gan import GanResult
 
+TEXT_CHANGE_COLUMNS = ("row", "column", "kinds", "before", "after")
+
 
 @dataclass
 class RawData:
@@ -70,20 +72,24 @@ class ValidatedData:
     # users the poisoning screen flagged: user_id, score, n_interactions (kept in raw data, not trained on)
     quarantine: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["user_id", "score",
                                                                                    "n_interactions"]))
+    # item-text cells the sanitizer changed: row (source line), column, kinds, before, after
+    text_changes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TEXT_CHANGE_COLUMNS)))
 
     def save(self, path: Path) -> None:
         self.split.save(path)
         write_parquet(path / "items.parquet", self.items)
         write_parquet(path / "quarantine.parquet", self.quarantine)
+        write_parquet(path / "text_changes.parquet", self.text_changes)
         write_json(path / "validation_report.json", self.report)
         write_json(path / "meta.json", {"name": self.name})
 
     @classmethod
     def load(cls, path: Path) -> "ValidatedData":
-        q = path / "quarantine.parquet"
+        q, t = path / "quarantine.parquet", path / "text_changes.parquet"
         return cls(Split.load(path), pd.read_parquet(path / "items.parquet"),
                    read_json(path / "validation_report.json"), read_json(path / "meta.json")["name"],
-                   pd.read_parquet(q) if q.exists() else pd.DataFrame(columns=["user_id", "score", "n_interactions"]))
+                   pd.read_parquet(q) if q.exists() else pd.DataFrame(columns=["user_id", "score", "n_interactions"]),
+                   pd.read_parquet(t) if t.exists() else pd.DataFrame(columns=list(TEXT_CHANGE_COLUMNS)))
 
 
 @dataclass

@@ -111,6 +111,9 @@ class ValidationConfig(_Strict):
     """Every interacted item must be in the item table (referential integrity)."""
     max_examples: int = 5
     """Example rows kept per failed expectation."""
+    sanitize_text: bool = True
+    """Undo text-tampering obfuscations in the item table's title and genres (look-alike letters,
+    invisible characters, compatibility forms; rrec_core.data.sanitize); every changed cell is listed."""
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
     """The shilling screen."""
 

@@ -78,13 +78,33 @@ def validate_and_split(raw: RawData, vcfg: ValidationConfig, scfg: SplitConfig, 
     catalog = ds.items["item_id"].tolist() if ds.items is not None else None
     interactions, quarantine = screen_for_poisoning(ds.interactions, vcfg)
     split = split_interactions(interactions, scfg, catalog)
-    if ds.items is not None:
-        items = ds.items.drop_duplicates("item_id").set_index("item_id").reindex(split.item_ids)
+    changes = pd.DataFrame(columns=["row", "column", "kinds", "before", "after"])
+    source_items = ds.items
+    if source_items is not None and vcfg.sanitize_text:
+        source_items, changes = sanitize_item_text(source_items)
+    if source_items is not None:
+        items = source_items.drop_duplicates("item_id").set_index("item_id").reindex(split.item_ids)
         items = items.reset_index().rename(columns={"index": "item_id"})
     else:  # implicit data without an item table: the id is the only text there is
         items = pd.DataFrame({"item_id": split.item_ids, "title": split.item_ids,
                               "year": pd.array([pd.NA] * split.n_items, dtype="Int64"), "genres": ""})
-    return ValidatedData(split, items, report.to_dict(), ds.name, quarantine)
+    return ValidatedData(split, items, report.to_dict(), ds.name, quarantine, changes)
+
+
+def sanitize_item_text(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(items with title and genres sanitized, one row per changed cell: row (source line), column, kinds,
+    before, after); see rrec_core.data.sanitize."""
+    from rrec_core.data.sanitize import sanitize_frame
+
+    clean, changes = sanitize_frame(items, ["title", "genres"])
+    clean.attrs.update(items.attrs)
+    for c in changes:
+        log.warning("item text sanitized: %s row %s, column %s (%s)", items.attrs.get("source", "items"), c.row,
+                    c.column, "+".join(c.kinds))
+    table = pd.DataFrame({"row": [int(c.row) if isinstance(c.row, (int, np.integer)) else -1 for c in changes],
+                          "column": [c.column for c in changes], "kinds": ["+".join(c.kinds) for c in changes],
+                          "before": [c.before for c in changes], "after": [c.after for c in changes]})
+    return clean, table
 
 
 def screen_for_poisoning(interactions: pd.DataFrame, vcfg: ValidationConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -95,7 +95,8 @@ def test_whole_chain_materializes(project):
     assert "valid_ndcg@10_attacked" in (root / "metrics" / "adversarial_curves" / "mf_bpr.csv").read_text()
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {"expectation_suite", "poisoning_screen"} and checks["expectation_suite"].passed
+    assert set(checks) == {"expectation_suite", "poisoning_screen", "item_text_sanitizer"}
+    assert checks["expectation_suite"].passed and checks["item_text_sanitizer"].passed  # generated text is clean
     assert checks["poisoning_screen"].metadata["quarantined_users"].value == 0  # clean generated data
 
     # the saved models honour the load_recommender contract

@@ -54,3 +54,25 @@ def test_sanitize_frame_names_rows_and_columns_and_leaves_its_input():
                                                             (3, "genres", ("invisible",))]
     line = describe(changes[0], "data/ml-100k/ml-100k.item")
     assert line.startswith("data/ml-100k/ml-100k.item: row 2, column title: homoglyph") and "'Toy Story'" in line
+
+
+def test_validation_stage_trains_on_sanitized_text_and_lists_each_change(tmp_path):
+    from conftest import write_tiny_atomic
+
+    from rrec_core import pipeline
+    from rrec_core.config import DataConfig, SplitConfig, ValidationConfig
+
+    path = write_tiny_atomic(tmp_path / "data" / "tiny")
+    item_file = path / "tiny.item"
+    lines = item_file.read_text().splitlines()
+    lines[3] = lines[3].replace("movie", f"m{CYR_O}vie\u200b")  # source line 4: item 3
+    item_file.write_text("\n".join(lines) + "\n")
+    raw = pipeline.load_raw_data(DataConfig(path=str(path)), root=".")
+    data = pipeline.validate_and_split(raw, ValidationConfig(), SplitConfig())
+    titles = dict(zip(data.items["item_id"], data.items["title"]))
+    assert titles["3"] == "movie " + titles["3"].split(" ", 1)[1] and all(t.isascii() for t in titles.values())
+    t = data.text_changes
+    assert len(t) == 1 and t.iloc[0]["row"] == 4 and t.iloc[0]["column"] == "title"
+    assert t.iloc[0]["kinds"] == "invisible+homoglyph"
+    off = pipeline.validate_and_split(raw, ValidationConfig(sanitize_text=False), SplitConfig())
+    assert len(off.text_changes) == 0 and not dict(zip(off.items["item_id"], off.items["title"]))["3"].isascii()
