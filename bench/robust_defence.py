@@ -54,6 +54,13 @@ VARIANTS = {
         "eps": 0.5, "steps": 3, "adversary": "trades", "select_on": "worst_case"},
     "TRADES catalogue KL eps 1.0, 3 steps, select on worst case": {
         "eps": 1.0, "steps": 3, "adversary": "trades", "select_on": "worst_case"},
+    "VAT radii eps 1.0, hard negatives 20 (adversarial term)": {
+        "eps": 1.0, "user_radius": "vulnerability", "hard_negatives": 20, "select_on": "worst_case"},
+    "VAT radii eps 1.0, hard negatives 20 (both terms)": {
+        "eps": 1.0, "user_radius": "vulnerability", "hard_negatives": 20, "hard_negatives_clean": True,
+        "select_on": "worst_case"},
+    "VAT radii eps 0.5, hard negatives 20 (adversarial term)": {
+        "eps": 0.5, "user_radius": "vulnerability", "hard_negatives": 20, "select_on": "worst_case"},
 }
 
 

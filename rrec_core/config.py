@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
 
 class _Strict(BaseModel):
@@ -361,6 +361,13 @@ class AdversarialConfig(_Strict):
     clean and the perturbed catalogue ranking of each batch user (trades: clean BPR + that KL)."""
     step_fraction: float | None = None
     """Per-step radius as a fraction of eps; null: 2.5 / steps (Madry et al.)."""
+    hard_negatives: NonNegativeInt = 0
+    """Negatives of the adversarial BPR term: 0 keeps the loop's uniform negative; N > 0 draws N uniform
+    candidates outside the user's training history and keeps the one the current model scores highest
+    (dynamic negative sampling, Zhang et al. SIGIR 2013): the competitors a ranking attack lifts over the
+    positive, which a random negative almost never is."""
+    hard_negatives_clean: bool = False
+    """Also use the hard negative in the clean BPR term (false: the clean term keeps the uniform one)."""
     clean_weight: float = 0.5
     """Objective clean_weight * L_clean + (1 - clean_weight) * L_adv."""
     delta_penalty: float = 0.0

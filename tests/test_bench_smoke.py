@@ -78,6 +78,13 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
     md = next(out.glob("distillation_*_smoke.md")).read_text()
     assert "| 0 | " in md and "| 2 | " in md and "| student |" in md and "| teacher |" in md
 
+    import score_gaps
+
+    score_gaps.main(["--epochs", "1", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
+                     "--out", str(out)])
+    md = next(out.glob("score_gaps_*.md")).read_text()
+    assert "| none (pretrained) |" in md and "hard negatives 20" in md
+
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (profile_ops, ncu_ops)")

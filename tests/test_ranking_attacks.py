@@ -219,3 +219,31 @@ def test_catalogue_adversarial_training_moves_the_model_and_needs_the_history(tr
     clean = AdversarialLoss(cfg.model_copy(update={"clean_weight": 1.0}), history=torch.as_tensor(split.train),
                             n_users=split.n_users)(copy.deepcopy(model), u, p, n)
     assert loss.item() != pytest.approx(clean.item())
+
+
+def test_hard_negatives_are_the_best_scored_candidates_outside_the_history(trained):
+    """hard_negatives = N: each pair's adversarial negative is the top-scored of N uniform candidates, never an
+    item of the user's training history; with hard_negatives_clean the clean term uses it too."""
+    from rrec_core.training.adversarial import AdversarialLoss
+
+    split, model = trained
+    cfg = AdversarialConfig(eps=0.25, steps=2, gan_weighting=False, hard_negatives=30)
+    with pytest.raises(ValueError, match="history"):
+        AdversarialLoss(cfg)
+    loss_fn = AdversarialLoss(cfg, history=torch.as_tensor(split.train), n_users=split.n_users)
+    u = torch.as_tensor(split.train[:256, 0])
+    hard = loss_fn._hard_negatives(model, u)
+    train_keys = {(int(a), int(b)) for a, b in split.train}
+    assert not any((int(a), int(b)) in train_keys for a, b in zip(u, hard))
+    with torch.no_grad():
+        s_hard = model.score_pairs(u, hard)
+        s_rand = model.score_pairs(u, torch.randint(split.n_items, u.shape, generator=torch.Generator().manual_seed(3)))
+    # the max of 30 draws beats a single uniform draw for nearly every pair
+    assert (s_hard > s_rand).float().mean() > 0.8
+    p = torch.as_tensor(split.train[:256, 1])
+    n = torch.randint(split.n_items, (256,), generator=torch.Generator().manual_seed(1))
+    base = AdversarialLoss(cfg.model_copy(update={"hard_negatives": 0}))(model, u, p, n)
+    assert loss_fn(model, u, p, n).item() > base.item()  # hard negatives make the adversarial term harder
+    both = AdversarialLoss(cfg.model_copy(update={"hard_negatives_clean": True}), history=torch.as_tensor(split.train),
+                           n_users=split.n_users)(model, u, p, n)
+    assert both.item() > base.item()

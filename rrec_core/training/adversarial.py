@@ -29,6 +29,7 @@ from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, evaluate_mo
 from rrec_core.lm.tower import LMTower
 from rrec_core.models import Recommender, TextHybrid
 from rrec_core.training.loop import TrainResult, train_recommender
+from rrec_core.training.sampling import NegativeSampler
 
 
 def training_attack(cfg: AdversarialConfig) -> Attack:
@@ -57,11 +58,32 @@ class AdversarialLoss:
         self.history = _sorted_pairs(history) if history is not None else None
         self.n_users = n_users
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.hard_sampler: NegativeSampler | None = None
+        if cfg.hard_negatives > 0:
+            if history is None:
+                raise ValueError("hard_negatives needs the training history (negatives exclude it)")
+            self._history_pairs = history
+
+    def _hard_negatives(self, model: Recommender, users: torch.Tensor) -> torch.Tensor:
+        """[B] for each pair, the best-scored of `hard_negatives` uniform items outside the user's history."""
+        if self.hard_sampler is None:
+            self.hard_sampler = NegativeSampler(self._history_pairs.cpu().numpy(), model.n_items,
+                                                torch.Generator().manual_seed(self.cfg.train.seed + 1))
+        k = self.cfg.hard_negatives
+        cand = self.hard_sampler.sample(users.cpu().repeat_interleave(k)).reshape(-1, k).to(users.device)
+        with torch.no_grad():
+            s = (model.user_vectors(users).unsqueeze(1) * model.item_vectors(cand.flatten()).reshape(*cand.shape, -1)).sum(-1)
+        return cand.gather(1, s.argmax(1, keepdim=True)).squeeze(1)
 
     def __call__(self, model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        hard = self._hard_negatives(model, users) if self.cfg.hard_negatives > 0 else None
+        if hard is not None and self.cfg.hard_negatives_clean:
+            neg, hard = hard, None
         uu, u_idx = torch.unique(users, return_inverse=True)
-        ii, inv = torch.unique(torch.cat([pos, neg]), return_inverse=True)
-        p_idx, n_idx = inv[: len(pos)], inv[len(pos):]
+        extra = [hard] if hard is not None else []
+        ii, inv = torch.unique(torch.cat([pos, neg, *extra]), return_inverse=True)
+        p_idx, n_idx = inv[: len(pos)], inv[len(pos):2 * len(pos)]
+        adv_n_idx = inv[2 * len(pos):] if hard is not None else n_idx
         tower = getattr(model, "text_override", None)
         text_attack = isinstance(tower, LMTower) and self.cfg.text_eps > 0
         tokens = tower.token_states(ii).detach().requires_grad_() if text_attack else None
@@ -87,7 +109,7 @@ class AdversarialLoss:
             dU, dV = inbatch_listwise_perturbations(U, V, u_idx, p_idx, r_u * scale if scale is not None else r_u,
                                                     radius(V.detach(), a), a.steps, a.norm, a.step_fraction)
         else:
-            dU, dV = perturbations(U, V, u_idx, p_idx, n_idx, self.attack, user_scale=scale)
+            dU, dV = perturbations(U, V, u_idx, p_idx, adv_n_idx, self.attack, user_scale=scale)
         if text_attack:
             # FGM on token states: per-token L2 step of radius text_eps along the clean loss gradient
             (g,) = torch.autograd.grad(clean, tokens, retain_graph=True)
@@ -97,7 +119,7 @@ class AdversarialLoss:
         else:
             V_adv = V + dV
         U_adv = U + dU
-        adv = bpr_loss(U_adv.index_select(0, u_idx), V_adv.index_select(0, p_idx), V_adv.index_select(0, n_idx), w)
+        adv = bpr_loss(U_adv.index_select(0, u_idx), V_adv.index_select(0, p_idx), V_adv.index_select(0, adv_n_idx), w)
         return self.cfg.clean_weight * clean + (1 - self.cfg.clean_weight) * adv
 
 
