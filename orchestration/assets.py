@@ -24,6 +24,7 @@ from rrec_core.artifacts import (
     PoisoningEvaluation,
     PretrainEvaluation,
     RawData,
+    Recommendations,
     RobustnessEvaluation,
     TrainedModels,
     ValidatedData,
@@ -249,6 +250,21 @@ def robustness_evaluation(context: AssetExecutionContext, rrec_config: RrecConfi
     })
 
 
+@asset(group_name=GROUP, description="Top-k new items per user (everything the user interacted with masked) from "
+                                     "the model named by recommendations.model; Parquet with ids, titles, scores.")
+def recommendations(context: AssetExecutionContext, rrec_config: RrecConfig, pretrained_recommender: TrainedModels,
+                    adversarial_recommender: TrainedModels,
+                    validated_interactions: ValidatedData) -> Output[Recommendations]:
+    cfg = rrec_config.resolve().recommendations
+    rec = pipeline.recommend_stage(pretrained_recommender, adversarial_recommender, validated_interactions, cfg)
+    top = rec.top_k
+    return Output(rec, metadata={
+        "model": rec.model, "k": rec.k, "n_users": int(top["user_id"].nunique()), "n_rows": len(top),
+        "distinct_items": int(top["item_id"].nunique()),
+        "preview": MetadataValue.md(top.head(2 * rec.k).to_markdown(index=False, floatfmt=".3f")),
+    })
+
+
 def _training_metadata(trained: TrainedModels) -> dict:
     meta: dict = {}
     for name, m in trained.models.items():
@@ -281,4 +297,4 @@ def _png_md(png: bytes) -> MetadataValue:
 
 ASSETS = [raw_interactions, validated_interactions, item_text_embeddings, pretrained_recommender, pretrain_evaluation,
           cold_start_evaluation, distillation, gan_samples, adversarial_recommender, poisoning_evaluation,
-          robustness_evaluation]
+          robustness_evaluation, recommendations]

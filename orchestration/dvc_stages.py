@@ -237,7 +237,9 @@ def stage_table() -> dict:
         inputs = [p for p, t in typing.get_type_hints(fn).items()
                   if p not in ("context", "rrec_config", "return") and t is not None]
         deps = (["data"] if name == "raw_interactions" else []) + [f"{ARTIFACTS_DIR}/{i}" for i in inputs]
-        stage: dict = {"cmd": f".venv/bin/dagster asset materialize -m orchestration.definitions --select {name}",
+        # the project's Dagster instance (orchestration/instance.py), so `make ui` shows DVC's runs too
+        stage: dict = {"cmd": "mkdir -p .dagster && DAGSTER_HOME=\"$(pwd)/.dagster\" .venv/bin/dagster asset materialize "
+                              f"-m orchestration.definitions --select {name}",
                        "deps": deps + code_deps(fn), "params": params_used(fn),
                        "outs": [f"{ARTIFACTS_DIR}/{name}"]}
         for d in published_by(name):

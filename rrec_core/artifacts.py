@@ -319,3 +319,21 @@ class GanSamples:
         import json
 
         return {"metrics": (json.dumps(self.report.published(), indent=2, sort_keys=True) + "\n").encode()}
+
+
+@dataclass
+class Recommendations:
+    """Top-k new items per user from one model (top_k.parquet: user_id, rank, item_id, title, score)."""
+
+    top_k: pd.DataFrame
+    model: str  # <stage>/<name>, e.g. adversarial/text_hybrid
+    k: int
+
+    def save(self, path: Path) -> None:
+        write_parquet(path / "top_k.parquet", self.top_k)
+        write_json(path / "meta.json", {"model": self.model, "k": self.k})
+
+    @classmethod
+    def load(cls, path: Path) -> "Recommendations":
+        meta = read_json(path / "meta.json")
+        return cls(pd.read_parquet(path / "top_k.parquet"), meta["model"], meta["k"])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 
 class _Strict(BaseModel):
@@ -38,6 +38,8 @@ class DataConfig(_Strict):
     """rrec's item column name -> the file's column name (format=table only)."""
     min_rating: float | None = None
     """Keep only interactions rated at least this; null keeps all (RecBole's ML-100K default)."""
+    encoding: str = "utf-8"
+    """Text encoding of atomic and CSV/TSV files; a byte that is not valid in it is an error naming the line."""
 
 
 class ShillingConfig(_Strict):
@@ -111,6 +113,17 @@ class ValidationConfig(_Strict):
     """Every interacted item must be in the item table (referential integrity)."""
     max_examples: int = 5
     """Example rows kept per failed expectation."""
+    max_timestamp: int | None = None
+    """Latest valid timestamp (seconds since 1970); null: one day after the validation runs (a timestamp in
+    the future is usually one in milliseconds)."""
+    year_min: int = 1000
+    """Earliest valid release year in the item table."""
+    year_max: int | None = None
+    """Latest valid release year; null: the year after the validation runs."""
+    max_id_chars: int = 256
+    """Longest valid user or item id."""
+    max_text_chars: int = 10000
+    """Longest valid title or genre list (the language model reads at most a few hundred tokens)."""
     sanitize_text: bool = True
     """Undo text-tampering obfuscations in the item table's title and genres (look-alike letters,
     invisible characters, compatibility forms; rrec_core.data.sanitize); every changed cell is listed."""
@@ -486,6 +499,23 @@ class RobustnessConfig(_Strict):
     """Cut-off of the margin objective."""
 
 
+class RecommendConfig(_Strict):
+    """The recommendations asset: top-k new items per user from one trained model."""
+
+    model: str = "adversarial/text_hybrid"
+    """<stage>/<model>: pretrained or adversarial, and mf_bpr or text_hybrid."""
+    k: PositiveInt = 10
+    """Items per user."""
+
+    @field_validator("model")
+    @classmethod
+    def _stage_and_name(cls, v: str) -> str:
+        stage, _, name = v.partition("/")
+        if stage not in ("pretrained", "adversarial") or name not in ("mf_bpr", "text_hybrid"):
+            raise ValueError(f"expected pretrained|adversarial/mf_bpr|text_hybrid, got {v!r}")
+        return v
+
+
 class ScheduleConfig(_Strict):
     """When the Dagster schedule retrains."""
 
@@ -522,15 +552,66 @@ class PipelineConfig(_Strict):
     """Poisoning evaluation."""
     gan: GanConfig = Field(default_factory=GanConfig)
     """GAN fake-profile generator."""
+    recommendations: RecommendConfig = Field(default_factory=RecommendConfig)
+    """Top-k recommendations per user."""
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     """Retraining schedule."""
 
 
-def load_params(path: str | Path = "params.yaml") -> PipelineConfig:
-    """Parse params.yaml into the typed config; unknown keys are an error, not silently ignored."""
+class ConfigError(ValueError):
+    """A params file or override that cannot be used; the message names the file, the line and the key."""
+
+
+def load_params(path: str | Path = "params.yaml", must_exist: bool = False) -> PipelineConfig:
+    """Parse params.yaml into the typed config; unknown keys are an error, not silently ignored.
+
+    A missing file means the schema defaults, unless `must_exist` (a file the user named)."""
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) if path.exists() else {}
-    return PipelineConfig.model_validate(raw or {})
+    if not path.exists():
+        if must_exist:
+            raise ConfigError(f"{path}: params file not found")
+        return PipelineConfig()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: {where}not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, pretrain:, ...), "
+                          f"got {type(raw).__name__}")
+    try:
+        return PipelineConfig.model_validate(raw or {})
+    except ValidationError as e:
+        raise ConfigError(f"{path}: " + "; ".join(_describe_error(err, text) for err in e.errors())) from None
+
+
+def _describe_error(err: Any, text: str | None = None) -> str:
+    """"line 12: validation.ratng_min: unknown key ..." for one pydantic error."""
+    loc = ".".join(str(x) for x in err["loc"])
+    line = _yaml_line(text, err["loc"]) if text is not None else None
+    where = f"line {line}: " if line is not None else ""
+    if err["type"] == "extra_forbidden":
+        return f"{where}{loc}: unknown key (`rrec config` lists every key with its meaning)"
+    return f"{where}{loc}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _yaml_line(text: str, loc: tuple) -> int | None:
+    """1-based line of the key at `loc` in the YAML text (the deepest key found along it)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
 
 
 def resolve_config(base: PipelineConfig, overrides: dict[str, Any] | None) -> PipelineConfig:
@@ -542,12 +623,15 @@ def resolve_config(base: PipelineConfig, overrides: dict[str, Any] | None) -> Pi
         *parents, leaf = key.split(".")
         for p in parents:
             if not isinstance(node.get(p), dict):
-                raise ValueError(f"config override {key!r}: {p!r} is not a section")
+                raise ConfigError(f"config override {key!r}: {p!r} is not a section")
             node = node[p]
         if leaf not in node:
-            raise ValueError(f"config override {key!r}: unknown key {leaf!r}")
+            raise ConfigError(f"config override {key!r}: unknown key {leaf!r}")
         node[leaf] = value
-    return PipelineConfig.model_validate(merged)
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError("config override: " + "; ".join(_describe_error(err) for err in e.errors())) from None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,6 +25,7 @@ from rrec_core.artifacts import (
     PoisoningEvaluation,
     PretrainEvaluation,
     RawData,
+    Recommendations,
     RobustnessEvaluation,
     TrainedModels,
     ValidatedData,
@@ -40,6 +41,7 @@ from rrec_core.config import (
     MFConfig,
     PoisoningEvalConfig,
     PretrainConfig,
+    RecommendConfig,
     RobustnessConfig,
     ScreenConfig,
     SplitConfig,
@@ -316,3 +318,16 @@ def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedMod
     models.update({f"adversarial/{k}": m for k, m in adversarial.models.items()})
     result, seconds = evaluate_robustness(models, data.split, cfg, eval_cfg, progress=progress)
     return RobustnessEvaluation(result, poisoning.result if poisoning is not None else None, seconds)
+
+
+def recommend_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
+                    cfg: RecommendConfig) -> Recommendations:
+    """Top-k new items for every user from the configured model (rrec_core.recommend)."""
+    from rrec_core.recommend import recommend
+
+    stage, _, name = cfg.model.partition("/")
+    models = (pretrained if stage == "pretrained" else adversarial).models
+    if name not in models:
+        raise ValueError(f"recommendations.model={cfg.model!r}: the {stage} stage trained only {sorted(models)}")
+    top = recommend(models[name], data.split, data.items, k=cfg.k, quarantine=data.quarantine)
+    return Recommendations(top, cfg.model, cfg.k)

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,8 @@ STRING_TYPE = "str"
 TIMESTAMP_TYPES = ["int64", "Int64Dtype", "int32", "Int32Dtype"]
 RATING_TYPES = ["float64", "Float64Dtype", "float32", "Float32Dtype"]
 
-_NON_EMPTY = r"\S"  # at least one non-whitespace character
+# non-empty, no leading or trailing whitespace: " 12" and "12" would silently be two ids
+_CLEAN_ID = r"^\S(?:.*\S)?$"
 
 _log = logging.getLogger(__name__)
 
@@ -89,13 +91,51 @@ class ExpectationFailure:
             shown = self._shown_columns()
             parts = []
             for ex in self.examples:
-                vals = ", ".join(f"{c}={ex[c]!r}" if isinstance(ex.get(c), str) else f"{c}={ex.get(c)}"
+                vals = ", ".join(f"{c}={_short(ex[c])}" if isinstance(ex.get(c), str) else f"{c}={ex.get(c)}"
                                  for c in shown if c in ex)
                 parts.append(f"row {ex.get('row')}" + (f" ({vals})" if vals else ""))
             text += ", e.g. " + ", ".join(parts)
         if self.details:
             text += f" ({self.details})" if not (self.examples or self.unexpected_count) else f"; {self.details}"
-        return text
+        advice = self.advice()
+        return text + (f". {advice}" if advice else "")
+
+    def advice(self) -> str | None:
+        """What to do about this failure, in one sentence (None where the expectation says it all)."""
+        col, exp = self.column or "", self.expectation
+        if exp == "expect_table_row_count_to_be_between":
+            return "The file has a header but no rows."
+        if exp == "expect_column_to_exist":
+            return "Map your column with data.columns / data.item_columns (rrec config lists them)."
+        if exp == "expect_column_values_to_not_be_null":
+            return f"Fill or drop the rows with an empty {col}."
+        if exp == "expect_column_values_to_match_regex":
+            return "Ids must be non-empty, without leading or trailing spaces: strip them."
+        if exp == "expect_column_value_lengths_to_be_between":
+            setting = "max_id_chars" if col.endswith("_id") else "max_text_chars"
+            return f"Longer than validation.{setting}: a broken line, or a field holding more than one value?"
+        if exp == "expect_column_values_to_be_between":
+            return {
+                "rating": "Ratings must lie in [validation.rating_min, validation.rating_max].",
+                "timestamp": "Timestamps are seconds since 1970 and not in the future (milliseconds? divide by "
+                             "1000; validation.max_timestamp).",
+                "year": "Release years must lie in [validation.year_min, validation.year_max].",
+                "n_interactions": "These users have fewer than validation.min_interactions_per_user interactions: "
+                                  "drop them or lower the setting.",
+            }.get(col)
+        if exp in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+            return "Each key may occur once: remove the duplicates (they disagree or double-count)."
+        if exp == "expect_column_values_to_be_in_set":
+            return ("These items are missing from the item table: add them, or set validation.require_items: "
+                    "false.")
+        if exp in ("expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list"):
+            return "Check the column mapping (data.columns) and the values of this column."
+        return None
+
+
+def _short(value: str, limit: int = 60) -> str:
+    """repr of a value, cut to `limit` characters with its length named (a 1 MB title is one example)."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 @dataclass
@@ -224,7 +264,7 @@ def _is_number(s: pd.Series) -> bool:
 def _interaction_expectations(df: pd.DataFrame, items: pd.DataFrame | None, cfg: ValidationConfig) -> list:
     import great_expectations.expectations as gxe
 
-    exps: list = []
+    exps: list = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]  # a header-only file is no data
     has_rating = "rating" in df.columns
     for col in INTERACTION_COLUMNS:
         exps.append(gxe.ExpectColumnToExist(column=col))
@@ -248,9 +288,11 @@ def _interaction_expectations(df: pd.DataFrame, items: pd.DataFrame | None, cfg:
     # id ranges: non-empty ids, non-negative timestamps, ratings on the scale
     for col in ("user_id", "item_id"):
         if col in present and _is_stringish(df[col]):
-            exps.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=_NON_EMPTY))
+            exps.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=_CLEAN_ID))
+            exps.append(gxe.ExpectColumnValueLengthsToBeBetween(column=col, max_value=cfg.max_id_chars))
     if "timestamp" in present and _is_number(df["timestamp"]):
-        exps.append(gxe.ExpectColumnValuesToBeBetween(column="timestamp", min_value=0))
+        latest = cfg.max_timestamp if cfg.max_timestamp is not None else int(time.time()) + 86400
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column="timestamp", min_value=0, max_value=latest))
     if has_rating and _is_number(df["rating"]):
         exps.append(gxe.ExpectColumnValuesToBeBetween(column="rating", min_value=cfg.rating_min, max_value=cfg.rating_max))
 
@@ -265,10 +307,11 @@ def _interaction_expectations(df: pd.DataFrame, items: pd.DataFrame | None, cfg:
     return exps
 
 
-def _item_expectations(items: pd.DataFrame) -> list:
+def _item_expectations(items: pd.DataFrame, cfg: ValidationConfig) -> list:
     import great_expectations.expectations as gxe
 
-    exps: list = [gxe.ExpectColumnToExist(column=c) for c in ITEM_COLUMNS]
+    exps: list = [gxe.ExpectTableRowCountToBeBetween(min_value=1),
+                  *(gxe.ExpectColumnToExist(column=c) for c in ITEM_COLUMNS)]
     if "item_id" in items.columns:
         exps += [
             gxe.ExpectColumnValuesToBeOfType(column="item_id", type_=STRING_TYPE),
@@ -276,9 +319,16 @@ def _item_expectations(items: pd.DataFrame) -> list:
             gxe.ExpectColumnValuesToBeUnique(column="item_id"),
         ]
         if _is_stringish(items["item_id"]):
-            exps.append(gxe.ExpectColumnValuesToMatchRegex(column="item_id", regex=_NON_EMPTY))
+            exps.append(gxe.ExpectColumnValuesToMatchRegex(column="item_id", regex=_CLEAN_ID))
+            exps.append(gxe.ExpectColumnValueLengthsToBeBetween(column="item_id", max_value=cfg.max_id_chars))
     if "title" in items.columns:
         exps.append(gxe.ExpectColumnValuesToNotBeNull(column="title"))
+    for col in ("title", "genres"):
+        if col in items.columns and _is_stringish(items[col]):
+            exps.append(gxe.ExpectColumnValueLengthsToBeBetween(column=col, max_value=cfg.max_text_chars))
+    if "year" in items.columns and _is_number(items["year"]):
+        latest = cfg.year_max if cfg.year_max is not None else time.gmtime().tm_year + 1
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column="year", min_value=cfg.year_min, max_value=latest))
     return exps
 
 
@@ -436,7 +486,7 @@ def validate_dataset(interactions: pd.DataFrame, items: pd.DataFrame | None,
     stats["interactions"] = _collect("interactions", interactions, res, cfg, rows, failures)
 
     if items is not None:
-        res = session.run("items", items, _item_expectations(items), result_format)
+        res = session.run("items", items, _item_expectations(items, cfg), result_format)
         stats["items"] = _collect("items", items, res, cfg, rows, failures)
 
     if "user_id" in interactions.columns:

@@ -17,7 +17,8 @@ def test_config_prints_resolved_values_with_descriptions(capsys, tmp_path, monke
 def test_unknown_override_key_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="unknown key 'epss'"):
-        main(["config", "--set", "adversarial.epss=0.3"])
+        main(["--debug", "config", "--set", "adversarial.epss=0.3"])
+    assert main(["config", "--set", "adversarial.epss=0.3"]) == 2  # without --debug: a message, exit code 2
 
 
 def test_override_values_are_yaml_and_validated(tmp_path, monkeypatch):
@@ -26,10 +27,10 @@ def test_override_values_are_yaml_and_validated(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="key=value"):
         parse_overrides(["adversarial.eps"])
     monkeypatch.chdir(tmp_path)
-    from pydantic import ValidationError
+    from rrec_core.config import ConfigError
 
-    with pytest.raises(ValidationError):
-        main(["config", "--set", "adversarial.method=fgsm"])  # not apr or pgd
+    with pytest.raises(ConfigError, match="adversarial.method"):
+        main(["--debug", "config", "--set", "adversarial.method=fgsm"])  # not apr or pgd
 
 
 def _tiny_project(tmp_path, bert):
@@ -54,7 +55,7 @@ def test_validate_exit_codes(tmp_path, monkeypatch, capsys, tiny_bert):
     fields[2] = "11"  # rating out of range on line 4
     lines[3] = "\t".join(fields)
     inter.write_text("\n".join(lines) + "\n")
-    assert main(["validate"]) == 1
+    assert main(["validate"]) == 2
     err = capsys.readouterr().err
     assert "rating" in err and "row 4" in err
 
@@ -83,9 +84,38 @@ def test_run_with_overrides_then_evaluate(tmp_path, monkeypatch, capsys, tiny_be
     assert 0 < metrics["ndcg@10"] <= 1
 
 
-def test_run_refuses_a_bad_override_before_any_work(tmp_path, monkeypatch, tiny_bert):
+def test_run_records_in_the_project_instance_quietly(tmp_path, monkeypatch, capfd, tiny_bert):
+    """`rrec run` writes its run, materializations and metadata to .dagster/ of the project (what `make ui`
+    reads), prints a line per finished stage and no library chatter, and names its log file; bad data ends
+    with exit code 2 and nothing downstream."""
+    from dagster import AssetKey
+
+    from orchestration.instance import project_instance
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     root = _tiny_project(tmp_path, tiny_bert)
     monkeypatch.chdir(root)
-    with pytest.raises(ValueError, match="unknown key"):
-        main(["run", "--set", "pretrain.nope=1"])
+    assert main(["run", "--select", "*validated_interactions"]) == 0
+    out, err = capfd.readouterr()
+    assert "done raw_interactions" in out and "done validated_interactions" in out
+    assert "great_expectations" not in out + err and "STEP_START" not in out + err and "DEBUG" not in out + err
+    log = next((root / ".dagster" / "logs").glob("rrec-run-*.log"))
+    assert f"log:       {log}" in out and "validated_interactions" in log.read_text()
+    instance = project_instance(root)
+    event = instance.get_latest_materialization_event(AssetKey("validated_interactions"))
+    assert event is not None and "n_users" in event.asset_materialization.metadata
+    assert len(instance.get_runs()) == 1
+
+    (root / "data" / "tiny" / "tiny.inter").write_text("")  # an empty interactions file
+    assert main(["run", "--select", "*validated_interactions"]) == 2
+    out, err = capfd.readouterr()
+    assert "tiny.inter: the file is empty" in err and "Traceback" not in err
+    assert len(project_instance(root).get_runs()) == 2  # the failed run is in the UI too
+
+
+def test_run_refuses_a_bad_override_before_any_work(tmp_path, monkeypatch, tiny_bert, capsys):
+    root = _tiny_project(tmp_path, tiny_bert)
+    monkeypatch.chdir(root)
+    assert main(["run", "--set", "pretrain.nope=1"]) == 2
+    assert "unknown key 'nope'" in capsys.readouterr().err
     assert not (root / "artifacts").exists()

@@ -51,6 +51,13 @@ def test_dvc_repro_runs_the_asset_chain(tmp_path, tiny_bert):
     assert (repo / "dvc.lock").exists()
     shown = _run([dvc, "metrics", "show", "--json"], repo).stdout
     assert "ndcg@10" in shown
+    # every stage recorded its run in the project's Dagster instance, the one `make ui` and `rrec run` use
+    from dagster import AssetKey, DagsterInstance
+
+    instance = DagsterInstance.from_config(str(repo / ".dagster"))
+    event = instance.get_latest_materialization_event(AssetKey("pretrained_recommender"))
+    assert event is not None and "mf_bpr/best_epoch" in event.asset_materialization.metadata
+    assert len(instance.get_runs()) == len(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
 
     # one training parameter changes: only training and evaluation re-run
     params["pretrain"]["mf_bpr"]["lr"] = 0.02

@@ -66,7 +66,7 @@ def test_whole_chain_materializes(project):
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
                   "pretrain_evaluation", "cold_start_evaluation", "distillation", "gan_samples",
                   "adversarial_recommender",
-                  "poisoning_evaluation", "robustness_evaluation"):
+                  "poisoning_evaluation", "robustness_evaluation", "recommendations"):
         assert (root / "artifacts" / asset).is_dir(), asset
     from rrec_core.results import ColdStartResult
 
@@ -154,6 +154,22 @@ def test_whole_chain_materializes(project):
     assert "## Data poisoning" in (root / "reports" / "robustness.md").read_text()
     assert (root / "reports" / "poisoning.png").stat().st_size > 1000
     assert "table" in result.asset_materializations_for_node("poisoning_evaluation")[0].metadata
+
+    # recommendations: top-k new items of every user from the configured model, and the CLI on the same artefacts
+    from rrec_core.artifacts import Recommendations, ValidatedData
+
+    rec = Recommendations.load(root / "artifacts" / "recommendations")
+    data = ValidatedData.load(root / "artifacts" / "validated_interactions")
+    assert rec.model == "adversarial/text_hybrid" and rec.top_k["user_id"].nunique() == data.split.n_users
+    assert (rec.top_k.groupby("user_id")["rank"].apply(list) == [list(range(1, rec.k + 1))] * data.split.n_users).all()
+    seen = set(map(tuple, data.split.to_frame()[["user_id", "item_id"]].to_numpy().tolist()))  # train, valid, test
+    assert not any((u, i) in seen for u, i in rec.top_k[["user_id", "item_id"]].itertuples(index=False))
+    assert "preview" in result.asset_materializations_for_node("recommendations")[0].metadata
+    from orchestration.cli import main
+
+    user = data.split.user_ids[0]
+    assert main(["recommend", user, "-k", "3"]) == 0
+    assert main(["recommend", user, "no-such-user"]) == 2
 
 
 def test_dirty_data_blocks_downstream(project):

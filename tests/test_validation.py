@@ -233,7 +233,8 @@ def test_describe_format():
     inter = _set(clean_interactions(), 5, "rating", 7.0)
     (f,) = validate_dataset(inter, clean_items(), CFG).failures
     assert f.describe() == (
-        f"{INTER_SRC}: expect_column_values_to_be_between failed on column rating: 1 row, e.g. row 5 (rating=7.0)"
+        f"{INTER_SRC}: expect_column_values_to_be_between failed on column rating: 1 row, e.g. row 5 (rating=7.0). "
+        "Ratings must lie in [validation.rating_min, validation.rating_max]."
     )
     assert f.examples[0] == {"row": 5, "user_id": "u2", "item_id": "i1", "rating": 7.0, "timestamp": 20}
 
@@ -307,4 +308,5 @@ def test_items_optional_unless_required():
 def test_failure_dataclass_describe_without_source():
     f = ExpectationFailure(table="interactions", expectation="expect_column_to_exist", column="rating",
                            unexpected_count=0, examples=[], source=None, details="column is missing")
-    assert f.describe() == "interactions: expect_column_to_exist failed on column rating (column is missing)"
+    assert f.describe() == ("interactions: expect_column_to_exist failed on column rating (column is missing). "
+                            "Map your column with data.columns / data.item_columns (rrec config lists them).")
