@@ -7,7 +7,7 @@ DVC    := $(DVCENV)/bin/dvc
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup ops data run test test-fast lint dvc-stages ui repro bench clean
+.PHONY: setup ops data run test test-fast lint dvc-stages ui repro bench clean browser
 
 setup: $(VENV)/.installed $(DVCENV)/.installed
 
@@ -36,8 +36,15 @@ data: setup
 run: data
 	$(BIN)/rrec run
 
-test: data lint
+test: data lint browser
 	$(BIN)/python -m pytest
+
+# headless Chromium from the Debian packages for the UI test (tests/test_ui_browser.py skips without it)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	    && echo "installed chromium for the UI test"; } || \
+	  echo "chromium could not be installed (needs apt and root): tests/test_ui_browser.py will skip"
 
 test-fast: data lint
 	$(BIN)/python -m pytest -m "not slow"

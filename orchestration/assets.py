@@ -34,6 +34,7 @@ GROUP = "rrec"
 VALIDATION_CHECK = "expectation_suite"
 SCREEN_CHECK = "poisoning_screen"
 TEXT_CHECK = "item_text_sanitizer"
+GATE_CHECK = "quality_gate"
 
 
 @asset(group_name=GROUP, description="Interactions and items read from data/ into rrec's frame contract.")
@@ -104,13 +105,45 @@ def item_text_embeddings(context: AssetExecutionContext, rrec_config: RrecConfig
                                  "example_texts": MetadataValue.md("\n".join(f"- {t}" for t in out.emb.texts[:5]))})
 
 
-@asset(group_name=GROUP, description="MF-BPR and the text-aware hybrid, trained with early stopping on valid NDCG@10.")
+def _gate_spec(asset_name: str) -> AssetCheckSpec:
+    return AssetCheckSpec(GATE_CHECK, asset=asset_name, blocking=True,
+                          description="Quality gate: validation NDCG@10 (and, for adversarial models, the validation "
+                                      "worst case) above the floors of params.yaml `gates` and not below the previous "
+                                      "materialization's beyond the tolerance; a failure keeps the previous model "
+                                      "and blocks everything downstream.")
+
+
+def _quality_gate(context: AssetExecutionContext, trained: TrainedModels, cfg):
+    """The gate's check result, then (failed) QualityGateError before the output: the artefact on disk stays the
+    previous one. Previous numbers come from the last materialization's `gate_numbers` metadata."""
+    from rrec_core.gates import check_gate, gate_numbers
+
+    numbers = gate_numbers(trained.histories, {n: m.meta["best_epoch"] for n, m in trained.models.items()})
+    last = context.instance.get_latest_materialization_event(context.asset_key)
+    previous = None
+    if last is not None and last.asset_materialization is not None:
+        value = last.asset_materialization.metadata.get("gate_numbers")
+        previous = getattr(value, "value", None) if value is not None else None
+    gate = check_gate(numbers, previous if isinstance(previous, dict) else None, cfg)
+    passed = gate.passed or not cfg.enabled
+    check = AssetCheckResult(check_name=GATE_CHECK, passed=passed, severity=AssetCheckSeverity.ERROR,
+                             metadata={"gate": MetadataValue.md(gate.markdown()), "enabled": cfg.enabled,
+                                       "previous_run": last.run_id if last is not None else "none",
+                                       "failures": "; ".join(gate.failures()) or "none"})
+    return numbers, gate, check, passed
+
+
+@asset(group_name=GROUP, check_specs=[_gate_spec("pretrained_recommender")],
+       description="MF-BPR and the text-aware hybrid, trained with early stopping on valid NDCG@10.")
 def pretrained_recommender(context: AssetExecutionContext, rrec_config: RrecConfig,
-                           validated_interactions: ValidatedData,
-                           item_text_embeddings: ItemTextEmbeddings) -> Output[TrainedModels]:
-    trained = pipeline.pretrain(validated_interactions, item_text_embeddings, rrec_config.resolve().pretrain,
-                                progress=False)
-    return Output(trained, metadata=_training_metadata(trained))
+                           validated_interactions: ValidatedData, item_text_embeddings: ItemTextEmbeddings):
+    cfg = rrec_config.resolve()
+    trained = pipeline.pretrain(validated_interactions, item_text_embeddings, cfg.pretrain, progress=False)
+    numbers, gate, check, passed = _quality_gate(context, trained, cfg.gates)
+    yield check
+    if not passed:
+        gate.raise_for_failures()
+    yield Output(trained, metadata={**_training_metadata(trained), "gate_numbers": MetadataValue.json(numbers)})
 
 
 @asset(group_name=GROUP, description="Test metrics of every pretrained model (full ranking, history masked).")
@@ -190,20 +223,27 @@ def gan_samples(context: AssetExecutionContext, rrec_config: RrecConfig,
     })
 
 
-@asset(group_name=GROUP, description="Adversarially fine-tuned recommenders (APR / PGD-AT, text-side FGM), "
+@asset(group_name=GROUP, check_specs=[_gate_spec("adversarial_recommender")],
+       description="Adversarially fine-tuned recommenders (APR / PGD-AT, text-side FGM), "
                                      "warm-started from pretrained_recommender; users weighted by 1 - P(fake) from "
                                      "a detector fitted on gan_samples.")
 def adversarial_recommender(context: AssetExecutionContext, rrec_config: RrecConfig,
                             pretrained_recommender: TrainedModels, validated_interactions: ValidatedData,
-                            item_text_embeddings: ItemTextEmbeddings, gan_samples: GanSamples) -> Output[TrainedModels]:
-    cfg = rrec_config.resolve().adversarial
+                            item_text_embeddings: ItemTextEmbeddings, gan_samples: GanSamples):
+    full = rrec_config.resolve()
+    cfg = full.adversarial
     trained = pipeline.adversarial_train(pretrained_recommender, validated_interactions, item_text_embeddings, cfg,
                                          progress=False, gan=gan_samples)
-    meta = {"method": cfg.method, "eps": f"{cfg.eps} ({cfg.scale}, {cfg.norm})", **_training_metadata(trained)}
+    numbers, gate, check, passed = _quality_gate(context, trained, full.gates)
+    yield check
+    if not passed:
+        gate.raise_for_failures()
+    meta = {"method": cfg.method, "eps": f"{cfg.eps} ({cfg.scale}, {cfg.norm})", **_training_metadata(trained),
+            "gate_numbers": MetadataValue.json(numbers)}
     for name, m in trained.models.items():
         best = [h for h in trained.histories[name] if h["epoch"] == m.meta["best_epoch"]][0]
         meta[f"{name}/valid_ndcg@10_attacked"] = round(best["valid_ndcg@10_attacked"], 4)
-    return Output(trained, metadata=meta)
+    yield Output(trained, metadata=meta)
 
 
 @asset(group_name=GROUP, description="Data poisoning: each attack injected, MF-BPR and its adversarial fine-tuning "

@@ -34,6 +34,15 @@ def _swap_dir(final: Path, fill) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_dir(final: Path) -> bool:
+    """Put back the previous directory a write killed between _swap_dir's two renames left aside; True if done."""
+    old = final.with_name(f".{final.name}.old")
+    if final.exists() or not old.is_dir():
+        return False
+    os.replace(old, final)
+    return True
+
+
 class ArtifactIOManager(ConfigurableIOManager):
     root: str = ARTIFACTS_DIR
     """Where artefacts live (dvc.yaml names artifacts/<asset>, so DVC runs keep the default)."""
@@ -71,6 +80,6 @@ class ArtifactIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext):
         path = self._path(context.asset_key)
         typ = context.dagster_type.typing_type
-        if not path.exists():
+        if not path.exists() and not recover_dir(path):
             raise FileNotFoundError(f"{path}: asset {context.asset_key.to_user_string()} is not materialized yet")
         return typ.load(path)

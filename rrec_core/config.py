@@ -230,6 +230,9 @@ class LoopConfig(_Strict):
     """Seed of initialization, shuffling and negative sampling."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda."""
+    checkpoint: bool = True
+    """Save the loop's whole state after every epoch (artifacts/.checkpoints/<stage>/<model>/): a killed run
+    resumes there and ends as an uninterrupted one would; removed when training ends."""
 
 
 class MFConfig(LoopConfig):
@@ -499,6 +502,24 @@ class RobustnessConfig(_Strict):
     """Cut-off of the margin objective."""
 
 
+class GateConfig(_Strict):
+    """Quality gates of retraining (asset checks on pretrained_recommender and adversarial_recommender): a
+    model below its floor, or worse than the previous materialization beyond the tolerance, does not replace
+    it, and nothing downstream runs."""
+
+    enabled: bool = True
+    """Off: every retrained model is accepted."""
+    min_valid_ndcg: float = 0.0
+    """Floor of every model's validation NDCG@10."""
+    max_relative_drop: float = 0.02
+    """Largest accepted fall of validation NDCG@10 below the previous materialization's (0.02 = 2%)."""
+    min_valid_worst_case: float = 0.0
+    """Floor of each adversarial model's validation NDCG@10 under its selection attack (the worst case with
+    adversarial.select_on: worst_case)."""
+    max_worst_case_relative_drop: float = 0.05
+    """Largest accepted fall of that number below the previous materialization's."""
+
+
 class RecommendConfig(_Strict):
     """The recommendations asset: top-k new items per user from one trained model."""
 
@@ -552,6 +573,8 @@ class PipelineConfig(_Strict):
     """Poisoning evaluation."""
     gan: GanConfig = Field(default_factory=GanConfig)
     """GAN fake-profile generator."""
+    gates: GateConfig = Field(default_factory=GateConfig)
+    """Quality gates of retraining."""
     recommendations: RecommendConfig = Field(default_factory=RecommendConfig)
     """Top-k recommendations per user."""
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

@@ -170,7 +170,9 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
         result = train_recommender(model, data.split, tcfg, eval_cfg, lm_tower=tower, progress=progress,
                                    warm_start=warm, text_lr=hybrid.text_lr if is_hybrid else None,
                                    lm_lr=hybrid.lm_lr if is_hybrid else None,
-                                   lm_update_every=hybrid.lm_update_every if is_hybrid else 0)
+                                   lm_update_every=hybrid.lm_update_every if is_hybrid else 0,
+                                   checkpoint_dir=checkpoint_dir("pretrained_recommender", kind) if tcfg.checkpoint
+                                   else None)
         log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs", kind, result.best_epoch,
                  result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
         _record(out, kind, result, tower)
@@ -205,9 +207,18 @@ def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: Item
                             pretrained.models[kind].meta["config"]["lm_finetune_layers"])
             tower.load_state_dict(pretrained.towers[kind])
         result = adversarial_finetune(pretrained.models[kind], data.split, cfg, EvalConfig(ks=(10,)),
-                                      lm_tower=tower, progress=progress, user_weights=weights)
+                                      lm_tower=tower, progress=progress, user_weights=weights,
+                                      checkpoint_dir=checkpoint_dir("adversarial_recommender", kind)
+                                      if cfg.train.checkpoint else None)
         _record(out, kind, result, tower)
     return out
+
+
+def checkpoint_dir(stage: str, model: str) -> Path:
+    """Where a stage's training loop keeps its resumable checkpoint (beside the artefacts, not one of them)."""
+    from rrec_core.outputs import ARTIFACTS_DIR
+
+    return Path(ARTIFACTS_DIR) / ".checkpoints" / stage / model
 
 
 def _record(out: TrainedModels, kind: str, result, tower) -> None:

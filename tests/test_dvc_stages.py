@@ -38,7 +38,7 @@ def test_params_follow_the_config_sections_each_asset_reads():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stages["poisoning_evaluation"]["params"] == ["adversarial", "poisoning", "pretrain.mf_bpr",
                                                         "validation.screen"]
-    assert stages["pretrained_recommender"]["params"] == ["pretrain"]
+    assert stages["pretrained_recommender"]["params"] == ["gates", "pretrain"]  # training and its quality gate
     assert stages["robustness_evaluation"]["params"] == ["evaluation", "robustness"]
 
 

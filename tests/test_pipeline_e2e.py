@@ -33,6 +33,7 @@ def tiny_params(data_path: str, bert: Path) -> dict:
                           "n_targets": 2})
     params["poisoning"].update({"fake_ratio": 0.1, "n_targets": 2})
     params["poisoning"]["gradient"].update({"steps": 3, "dim": 8})
+    params["gates"].update({"min_valid_ndcg": 0.0, "min_valid_worst_case": 0.0})  # tiny data has its own scale
     return params
 
 
@@ -95,7 +96,8 @@ def test_whole_chain_materializes(project):
     assert "valid_ndcg@10_attacked" in (root / "metrics" / "adversarial_curves" / "mf_bpr.csv").read_text()
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {"expectation_suite", "poisoning_screen", "item_text_sanitizer"}
+    assert set(checks) == {"expectation_suite", "poisoning_screen", "item_text_sanitizer", "quality_gate"}
+    assert all(c.passed for c in checks.values() if c.check_name == "quality_gate")
     assert checks["expectation_suite"].passed and checks["item_text_sanitizer"].passed  # generated text is clean
     assert checks["poisoning_screen"].metadata["quarantined_users"].value == 0  # clean generated data
 
@@ -170,6 +172,40 @@ def test_whole_chain_materializes(project):
     user = data.split.user_ids[0]
     assert main(["recommend", user, "-k", "3"]) == 0
     assert main(["recommend", user, "no-such-user"]) == 2
+
+
+def test_quality_gate_keeps_the_better_model_and_blocks_downstream(project):
+    """Retraining with a sabotaged setting (learning rate 0: the models stay at their initialization) fails the
+    gate against the previous materialization: the previous models stay on disk, nothing downstream runs, and
+    the check's metadata shows old against new."""
+    from dagster import DagsterInstance
+
+    root, _ = project
+    defs = _defs()
+    instance = DagsterInstance.ephemeral()
+    selection = "*pretrain_evaluation"
+    first = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(), instance=instance,
+                        selection=selection)
+    assert first.success
+    saved = {p: p.read_bytes() for p in (root / "artifacts" / "pretrained_recommender").rglob("*.safetensors")}
+    metrics = (root / "metrics" / "pretrain.json").read_bytes()
+    again = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(), instance=instance,
+                        selection=selection)
+    assert again.success  # the same setting retrains the same models: no drop
+    sabotaged = {"pretrain": {"mf_bpr": {"lr": 0.0}, "text_hybrid": {"lr": 0.0}}}
+    result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(sabotaged),
+                         instance=instance, selection=selection, raise_on_error=False)
+    assert not result.success
+    gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "quality_gate"][0]
+    assert not gate.passed and "below the previous" in gate.metadata["failures"].value
+    assert "| mf_bpr | valid_ndcg@10 |" in gate.metadata["gate"].value
+    assert {p: p.read_bytes() for p in saved} == saved  # the previous models are kept
+    assert (root / "metrics" / "pretrain.json").read_bytes() == metrics
+    assert not result.asset_materializations_for_node("pretrain_evaluation")
+    # the gate can be switched off for a run that should replace the model anyway
+    accepted = materialize(list(defs.assets), resources=defs.resources, instance=instance, selection=selection,
+                           run_config=run_config({**sabotaged, "gates": {"enabled": False}}))
+    assert accepted.success
 
 
 def test_dirty_data_blocks_downstream(project):

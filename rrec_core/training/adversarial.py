@@ -190,7 +190,7 @@ def validation_robustness(m: Recommender, split: Split, cfg: AdversarialConfig, 
 
 def adversarial_finetune(pretrained: Recommender, split: Split, cfg: AdversarialConfig, eval_cfg: EvalConfig,
                          lm_tower: LMTower | None = None, progress: bool = True,
-                         user_weights: torch.Tensor | None = None) -> TrainResult:
+                         user_weights: torch.Tensor | None = None, checkpoint_dir=None) -> TrainResult:
     """Fine-tune a copy of `pretrained` adversarially; select the epoch that is most robust on validation
     (NDCG@10 under PGD at the training radius) among those that keep `min_clean_ratio` of its clean NDCG@10."""
     model = copy.deepcopy(pretrained)
@@ -209,6 +209,6 @@ def adversarial_finetune(pretrained: Recommender, split: Split, cfg: Adversarial
                                warm_start=True, text_lr=cfg.train.text_lr, lm_lr=cfg.train.lm_lr,
                                batch_loss=AdversarialLoss(cfg, user_weights,
                                                           torch.as_tensor(split.train, dtype=torch.long), split.n_users),
-                               valid_score=valid_score)
+                               valid_score=valid_score, checkpoint_dir=checkpoint_dir)
     result.model.meta.update({"adversarial": cfg.model_dump(mode="json"), "pretrained_valid_ndcg@10": clean0})
     return result

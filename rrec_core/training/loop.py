@@ -8,6 +8,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -33,6 +34,19 @@ class TrainResult:
     best_epoch: int = 0
     best_valid: dict = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def _state_bytes(model: Recommender, lm_tower) -> str:
+    """A digest of the starting weights (a warm start from other weights is another run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for module in (model, lm_tower):
+        if module is not None:
+            for k, v in sorted(module.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -84,6 +98,7 @@ def train_recommender(
     text_lr: float | None = None,
     lm_lr: float | None = None,
     lm_update_every: int = 0,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train; keep the state with the best validation score; stop after `patience` epochs without it.
 
@@ -93,6 +108,9 @@ def train_recommender(
     text_lr / lm_lr: learning rates of a hybrid's text projection and tuned LM layers (default: cfg.lr).
     lm_update_every: 0 runs the tuned layers end to end every step; N > 0 moves them once per N steps from
     summed feature gradients (rrec_core.lm.tower.LaggedTower).
+    checkpoint_dir: save the whole loop state there after every epoch and resume from it when it holds a
+    checkpoint of this very run (rrec_core.training.checkpoint); removed when training ends. Not with
+    lm_update_every > 0 (the lagged tower's pending gradients are not part of the state).
     """
     from tqdm.auto import tqdm
 
@@ -142,8 +160,23 @@ def train_recommender(
     train = torch.as_tensor(np.array(split.train, dtype=np.int64))
     result = TrainResult(model)
     best_score, best_state, since_best = -1.0, None, 0
+    best_lm = None
     start = time.perf_counter()
-    if warm_start:
+    fp, first_epoch, saved = None, 1, None
+    if checkpoint_dir is not None and lagged is None:
+        from rrec_core.training.checkpoint import fingerprint, load_checkpoint, restore
+
+        fp = fingerprint(config=cfg.model_dump(mode="json"), kind=model.model_type, train=train.numpy(),
+                         loss=repr(getattr(batch_loss, "cfg", None)), text_lr=text_lr, lm_lr=lm_lr,
+                         warm_start=warm_start, start=_state_bytes(model, lm_tower))
+        saved = load_checkpoint(Path(checkpoint_dir), fp)
+    if saved is not None:
+        best_state, best_lm = restore(saved, model, opt, gen, lm_tower)
+        best_score, since_best = saved["best_score"], saved["since_best"]
+        result.best_epoch, result.best_valid, result.history = saved["best_epoch"], saved["best_valid"], saved["history"]
+        first_epoch = saved["epoch"] + 1
+        log.info("resumed %s from the checkpoint of epoch %d in %s", model.model_type, saved["epoch"], checkpoint_dir)
+    elif warm_start:
         # a warm-started model competes with its starting point: epoch 0 is a valid checkpoint
         valid = valid_score(model)
         best_score, result.best_epoch, result.best_valid = valid["score"], 0, valid
@@ -151,7 +184,8 @@ def train_recommender(
         best_lm = copy.deepcopy(lm_tower.state_dict()) if lm_tower is not None else None
         result.history.append({"epoch": 0, "loss": float("nan"), "train_seconds": 0.0,
                                **{f"valid_{k}": v for k, v in valid.items()}})
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {model.model_type}", disable=not progress, unit="epoch")
+    epochs = range(first_epoch, cfg.epochs + 1) if since_best < cfg.patience else range(0)
+    bar = tqdm(epochs, desc=f"train {model.model_type}", disable=not progress, unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -183,6 +217,13 @@ def train_recommender(
                 since_best += cfg.eval_every
             bar.set_postfix(loss=f"{row['loss']:.4f}", score=f"{score:.4f}", best=result.best_epoch)
         result.history.append(row)
+        if fp is not None:
+            from rrec_core.training.checkpoint import save_checkpoint
+
+            save_checkpoint(Path(checkpoint_dir), fp, epoch=epoch, model=model, opt=opt, gen=gen,  # type: ignore[arg-type]
+                            best_state=best_state, best_score=best_score, since_best=since_best,
+                            best_epoch=result.best_epoch, best_valid=result.best_valid, history=result.history,
+                            lm=lm_tower, best_lm=best_lm)
         if since_best >= cfg.patience:
             break
     if best_state is not None:
@@ -196,6 +237,10 @@ def train_recommender(
             model.set_text_features(lm_tower(None).detach())
         model.text_override = None
     model.eval()
+    if fp is not None:  # the run is over: a later run with the same settings trains afresh (code may have changed)
+        import shutil
+
+        shutil.rmtree(Path(checkpoint_dir), ignore_errors=True)  # type: ignore[arg-type]
     result.seconds = time.perf_counter() - start
     model.meta.update({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                        "train_seconds": result.seconds, "config": cfg.model_dump(mode="json")})
