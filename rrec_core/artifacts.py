@@ -27,6 +27,7 @@ from rrec_core.results import (
     PoisoningResult,
     PretrainResult,
     RobustnessResult,
+    TextAttackResult,
 )
 
 if TYPE_CHECKING:
@@ -337,3 +338,22 @@ class Recommendations:
     def load(cls, path: Path) -> "Recommendations":
         meta = read_json(path / "meta.json")
         return cls(pd.read_parquet(path / "top_k.parquet"), meta["model"], meta["k"])
+
+
+@dataclass
+class TextAttackEvaluation:
+    """The text tampering evaluation (metrics/text_attacks.json)."""
+
+    result: TextAttackResult
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per model
+
+    def save(self, path: Path) -> None:
+        write_text(path / "metrics.json", self.result.to_json())
+        _save_timings(path, self.timings)
+
+    @classmethod
+    def load(cls, path: Path) -> "TextAttackEvaluation":
+        return cls(TextAttackResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
+
+    def published(self) -> dict:
+        return {"metrics": self.result.to_json().encode()}

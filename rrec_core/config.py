@@ -500,6 +500,44 @@ class RobustnessConfig(_Strict):
     """Starts of each ranking attack: delta = 0, then uniform in the ball; the best iterate is kept."""
     ranking_k: int = 10
     """Cut-off of the margin objective."""
+    strong_eps_absolute: tuple[float, ...] = (0.5,)
+    """Radii the report leads with, attacked with the strong budget below (absolute)."""
+    strong_eps_relative: tuple[float, ...] = (0.25,)
+    """The same, relative radii."""
+    strong_steps: int = 100
+    """PGD steps of the ranking attacks at the strong radii: more budget than 30 x 2 found 4-9 points of
+    NDCG@10 kept the report missed (bench/results/attack_strength_cpu_2026-12-03.md)."""
+    strong_restarts: int = 5
+    """Starts of the ranking attacks at the strong radii."""
+    strong_margin_ks: tuple[int, ...] = (1,)
+    """Extra margin attacks at the strong radii, each against the k-th best competitor (k = 1: the best)."""
+
+
+class TextAttackConfig(_Strict):
+    """Text tampering: a seller edits its item's title to promote it (rrec_core.attacks.text)."""
+
+    enabled: bool = True
+    """Run the evaluation (its outputs are written either way, saying so)."""
+    target_share: float = 0.01
+    """Targets = round(target_share * items), at least 1, drawn among unpopular items."""
+    target_quantiles: tuple[float, float] = (0.1, 0.3)
+    """Targets' training popularity lies between these quantiles."""
+    target_min_count: int = 3
+    """Targets have at least this many training interactions."""
+    char_budget: int = 6
+    """Characters the char attack may edit (look-alikes, invisible characters, typos)."""
+    word_budget: int = 3
+    """Words the word attack may replace by encoder-space neighbours."""
+    imitation_budget: int = 5
+    """Words the imitation attack may add from the titles and genres of the audience's favourite items."""
+    imitation_items: int = 30
+    """Most popular training items whose words the imitation attack draws from."""
+    candidates: int = 48
+    """Single edits tried per greedy step."""
+    objective_k: int = 50
+    """The attacks maximize a smooth HR@objective_k over the target's audience."""
+    seed: int = 0
+    """Seed of the target draw and of the char attack's edits."""
 
 
 class GateConfig(_Strict):
@@ -573,6 +611,8 @@ class PipelineConfig(_Strict):
     """Poisoning evaluation."""
     gan: GanConfig = Field(default_factory=GanConfig)
     """GAN fake-profile generator."""
+    text_attacks: TextAttackConfig = Field(default_factory=TextAttackConfig)
+    """Text tampering evaluation."""
     gates: GateConfig = Field(default_factory=GateConfig)
     """Quality gates of retraining."""
     recommendations: RecommendConfig = Field(default_factory=RecommendConfig)

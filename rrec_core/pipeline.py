@@ -27,6 +27,7 @@ from rrec_core.artifacts import (
     RawData,
     Recommendations,
     RobustnessEvaluation,
+    TextAttackEvaluation,
     TrainedModels,
     ValidatedData,
 )
@@ -45,6 +46,7 @@ from rrec_core.config import (
     RobustnessConfig,
     ScreenConfig,
     SplitConfig,
+    TextAttackConfig,
     ValidationConfig,
 )
 from rrec_core.data.loaders import load_dataset
@@ -342,3 +344,23 @@ def recommend_stage(pretrained: TrainedModels, adversarial: TrainedModels, data:
         raise ValueError(f"recommendations.model={cfg.model!r}: the {stage} stage trained only {sorted(models)}")
     top = recommend(models[name], data.split, data.items, k=cfg.k, quarantine=data.quarantine)
     return Recommendations(top, cfg.model, cfg.k)
+
+
+def evaluate_text_attack_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
+                               text: ItemTextEmbeddings, cfg: TextAttackConfig) -> TextAttackEvaluation:
+    """Each text attack against each model that reads text, warm and cold targets, MF-BPR as the control
+    (rrec_core.evaluation.text_attacks)."""
+    from rrec_core.evaluation.text_attacks import evaluate_text_attacks
+
+    models: dict = {}
+    towers: dict = {}
+    for stage, trained in (("pretrained", pretrained), ("adversarial", adversarial)):
+        for name in ("text_hybrid", "mf_bpr"):  # the text hybrid first: its targets are also evaluated cold
+            if name in trained.models and not (stage == "adversarial" and name == "mf_bpr"):
+                models[f"{stage}/{name}"] = trained.models[name]
+                if name in trained.towers:
+                    towers[f"{stage}/{name}"] = trained.towers[name]
+    models = dict(sorted(models.items(), key=lambda kv: (kv[0].endswith("mf_bpr"), kv[0].startswith("adversarial"))))
+    result, seconds = evaluate_text_attacks(data.split, data.items, text.emb.config, models, cfg,
+                                            text.emb.config["text_template"], towers)
+    return TextAttackEvaluation(result, seconds)

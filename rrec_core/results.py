@@ -248,3 +248,53 @@ class GanReport(Result):
     def published(self) -> dict[str, Any]:
         """What metrics/gan.json holds: the comparison, not the log or the detector's weights."""
         return {"n_fake": self.n_fake, "attacks": self.attacks, "final_d_acc": self.final_d_acc}
+
+
+# -- text tampering --------------------------------------------------------------------------------
+
+class TargetExposure(Result):
+    """Mean over the targets, each over its audience (real users who never interacted with it)."""
+
+    hr10: float = 0.0
+    hr50: float = 0.0
+    """Exposure@50: the share of the audience with the target in its top 50."""
+    percentile: float = 0.0
+    """Mean rank percentile of the target among each audience user's candidates (1 = top)."""
+
+
+class TextAttackRow(Result):
+    budget: int
+    undefended: TargetExposure
+    sanitized: TargetExposure
+    """The same attacked titles after the validation stage's sanitizer (the defence)."""
+    hr50_gain: float
+    """undefended.hr50 - the clean hr50."""
+    sanitized_hr50_gain: float
+    test_ndcg10: float
+    """Test NDCG@10 of the model with every target's attacked text in place."""
+    edit_distance: float
+    lm_similarity: float
+    """Mean cosine similarity of the clean and the attacked text under the encoder."""
+    survives_sanitizer: float
+    """Share of attacked titles the sanitizer does not restore."""
+    steps: float
+    """Mean greedy steps taken (an attack stops when no edit helps)."""
+    examples: list[dict] = []
+
+
+class TextAttackModel(Result):
+    reads_text: bool
+    targets_cold: bool
+    """True: the targets are served as new items (no ID row of their own: generated from their text)."""
+    clean_test_ndcg10: float
+    clean: TargetExposure
+    attacks: dict[str, TextAttackRow] = {}
+
+
+class TextAttackResult(Result):
+    """Text tampering evaluation (metrics/text_attacks.json); `enabled: false` when switched off."""
+
+    enabled: bool = True
+    targets: list[str] = []
+    mean_audience: float = 0.0
+    models: dict[str, TextAttackModel] = {}

@@ -106,3 +106,18 @@ def test_doc_table_scripts_smoke(script, tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.glob("*.md")), "no result table written"
+
+
+def test_bench_attack_strength_smoke(project, tmp_path):  # noqa: F811
+    root, _ = project
+    from orchestration.definitions import defs
+
+    assert materialize(list(defs.assets), resources=defs.resources, selection="*adversarial_recommender").success
+    sys.path.insert(0, str(ROOT / "bench"))
+    import attack_strength
+
+    out = tmp_path / "results"
+    attack_strength.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
+                          "--out", str(out)])
+    md = next(out.glob("attack_strength_*_smoke.md")).read_text()
+    assert "| pretrained/mf_bpr | absolute 0.5 |" in md and "| pretrained/mf_bpr | relative 0.25 |" in md

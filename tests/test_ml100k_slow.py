@@ -21,7 +21,7 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
 
     result = materialize(list(defs.assets), resources=defs.resources)
     assert result.success
-    from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult
+    from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult, TextAttackResult
 
     m = PretrainResult.from_json(Path("metrics/pretrain.json").read_text()).models
     # RecBole 1.2.1 BPR on the same protocol: NDCG@10 0.286 (docs/results.md); within 3%
@@ -44,10 +44,11 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
         assert adv.clean["ndcg@10"] >= 0.98 * pre.clean["ndcg@10"]
         assert pgd100(adv).ndcg_kept >= 0.70 and pgd100(adv).ndcg_kept > pgd100(pre).ndcg_kept
         # the number that matters is the per-user worst case over the whole suite (docs/robustness.md);
-        # measured 2026-12-02 (session 3, VAT radii eps 1.0): adversarial MF / hybrid 60.0% / 63.1% kept at eps 0.5
-        # abs, 47.8% / 48.3% at 0.25 rel; pretrained 21.7% / 25.4% and 15.4% / 16.4% (session 2, PGD-AT eps 1.0:
-        # 55.1% / 58.4% and 42.8% / 46.4%; the issue's goals, 70% / 60%, are not met yet)
-        for scale, eps, floor in (("absolute", 0.5, 0.56), ("relative", 0.25, 0.44)):
+        # measured 2026-12-03 with the strong budget at these radii (PGD-100 x 5, margin@1): adversarial MF /
+        # hybrid 56.6% / 58.6% kept at eps 0.5 abs, 43.4% / 43.2% at 0.25 rel; pretrained 20.4% / 23.4% and
+        # 14.8% / 15.8% (the 30 x 2 suite before said 60.0% / 63.1% and 47.8% / 48.3%; the issue's goals,
+        # 70% / 60%, are not met)
+        for scale, eps, floor in (("absolute", 0.5, 0.52), ("relative", 0.25, 0.40)):
             w_adv, w_pre = worst(adv, scale, eps), worst(pre, scale, eps)
             assert w_adv.ndcg_kept >= floor, (kind, scale, w_adv.ndcg_kept)
             assert w_adv.ndcg_kept > 2 * w_pre.ndcg_kept, (kind, scale)
@@ -77,3 +78,16 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
     for name in ("bandwagon", "gan"):  # the heuristic and GAN fakes do not promote a tail target at 3%
         hr50 = p.attacks[name].arms["undefended"].pretrained["target_hit@50"]
         assert hr50 < grad["undefended"].pretrained["target_hit@50"], name
+
+    # text tampering (issue 11): cold targets are promoted by every attack (measured 2026-12-03: HR@50 0.007 ->
+    # 0.066 char, 0.111 word, 0.408 imitation), warm ones barely (<= 0.0006); the sanitizer only dents the char
+    # attack; MF-BPR reads no text, so its numbers are the clean ones
+    t = TextAttackResult.from_json(Path("metrics/text_attacks.json").read_text())
+    assert len(t.targets) == 17
+    cold = t.models["pretrained/text_hybrid (targets cold)"]
+    assert cold.attacks["imitation"].undefended.hr50 >= max(0.2, 10 * cold.clean.hr50)
+    assert all(a.undefended.hr50 > 3 * cold.clean.hr50 for a in cold.attacks.values())
+    assert cold.attacks["char"].sanitized.hr50 < cold.attacks["char"].undefended.hr50
+    assert max(a.undefended.hr50 for a in t.models["pretrained/text_hybrid"].attacks.values()) < 0.01
+    mf = t.models["pretrained/mf_bpr"]
+    assert all(a.undefended == mf.clean and a.steps == 0 for a in mf.attacks.values())

@@ -28,7 +28,8 @@ def tiny_params(data_path: str, bert: Path) -> dict:
     params["distillation"].update({"timing_repeats": 1, "train": {**params["distillation"]["train"], **TINY_LOOP}})
     params["adversarial"].update({"steps": 2, "text_eps": 0.05, "select_attack_steps": 2, "min_clean_ratio": 0.5,
                                   "train": {**params["adversarial"]["train"], **TINY_LOOP, "epochs": 2}})
-    params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3]})
+    params["robustness"].update({"eps_absolute": [0.5], "eps_relative": [0.25], "steps": [1, 3], "strong_steps": 5,
+                                 "strong_restarts": 2})
     params["gan"].update({"epochs": 2, "pretrain_epochs": 2, "batch_size": 32, "hidden": 32, "fake_ratio": 0.1,
                           "n_targets": 2})
     params["poisoning"].update({"fake_ratio": 0.1, "n_targets": 2})
@@ -67,7 +68,7 @@ def test_whole_chain_materializes(project):
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
                   "pretrain_evaluation", "cold_start_evaluation", "distillation", "gan_samples",
                   "adversarial_recommender",
-                  "poisoning_evaluation", "robustness_evaluation", "recommendations"):
+                  "poisoning_evaluation", "robustness_evaluation", "recommendations", "text_attack_evaluation"):
         assert (root / "artifacts" / asset).is_dir(), asset
     from rrec_core.results import ColdStartResult
 
@@ -116,7 +117,8 @@ def test_whole_chain_materializes(project):
     rob = RobustnessResult.from_json((root / "metrics" / "robustness.json").read_text())
     assert set(rob.models) == {"pretrained/mf_bpr", "pretrained/text_hybrid", "adversarial/mf_bpr",
                                "adversarial/text_hybrid"}
-    n_attacks = 2 * 2 * 2 + 1 * 2 * 2  # pairwise: norms x (abs, rel) x steps; ranking: l2 x (abs, rel) x objectives
+    # pairwise: norms x (abs, rel) x steps; ranking: l2 x (abs, rel) x (listwise, margin, margin@1 at the strong radii)
+    n_attacks = 2 * 2 * 2 + 1 * 2 * 3
     assert all(len(r.attacks) == n_attacks for r in rob.models.values())
     for r in rob.models.values():  # worst case at each radius of both norms, never above any single attack
         assert len(r.worst_case) == 4

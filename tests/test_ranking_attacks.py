@@ -247,3 +247,17 @@ def test_hard_negatives_are_the_best_scored_candidates_outside_the_history(train
     both = AdversarialLoss(cfg.model_copy(update={"hard_negatives_clean": True}), history=torch.as_tensor(split.train),
                            n_users=split.n_users)(model, u, p, n)
     assert both.item() > base.item()
+
+
+def test_the_headline_radii_get_the_strong_budget_and_the_top1_margin():
+    from rrec_core.config import RobustnessConfig
+    from rrec_core.evaluation.robustness import attack_grid
+
+    cfg = RobustnessConfig(eps_absolute=(0.25, 0.5), eps_relative=(0.25,), norms=("l2",), steps=(1,))
+    ranking = [a for a in attack_grid(cfg) if hasattr(a, "objective")]
+    strong = {(a.scale, a.eps) for a in ranking if a.steps == cfg.strong_steps}
+    assert strong == {("absolute", 0.5), ("relative", 0.25)}
+    assert {a.name for a in ranking if a.label == "margin@1"} == {
+        "margin@1-pgd100x2-l2-absolute-0.5", "margin@1-pgd100x2-l2-relative-0.25"}
+    weak = [a for a in ranking if (a.scale, a.eps) == ("absolute", 0.25)]
+    assert {(a.label, a.steps, a.restarts) for a in weak} == {("listwise", 30, 2), ("margin", 30, 2)}

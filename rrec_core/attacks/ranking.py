@@ -51,7 +51,12 @@ class RankingAttack:
 
     @property
     def name(self) -> str:
-        return f"{self.objective}-pgd{self.steps}x{self.restarts}-{self.norm}-{self.scale}-{self.eps:g}"
+        return f"{self.label}-pgd{self.steps}x{self.restarts}-{self.norm}-{self.scale}-{self.eps:g}"
+
+    @property
+    def label(self) -> str:
+        """The objective, with the margin's cut-off where it is not the top-10 one (margin@1: the best competitor)."""
+        return f"margin@{self.k}" if self.objective == "margin" and self.k != 10 else self.objective
 
 
 @dataclass

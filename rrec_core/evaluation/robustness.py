@@ -39,10 +39,20 @@ def attack_grid(cfg: RobustnessConfig) -> list[Attack | RankingAttack]:
             for steps in cfg.steps:
                 grid.append(Attack(eps=eps, steps=steps, norm=norm, scale=scale))
     for norm in cfg.ranking_norms:
+        scale_l = cfg.linf_scale if norm == "linf" else 1.0
+        strong = ({("absolute", e * scale_l) for e in cfg.strong_eps_absolute}
+                  | {("relative", e * scale_l) for e in cfg.strong_eps_relative})
         for scale, eps in _radii(cfg, norm):
+            heavy = (scale, eps) in strong
+            steps, restarts = (cfg.strong_steps, cfg.strong_restarts) if heavy else (cfg.ranking_steps,
+                                                                                   cfg.ranking_restarts)
             for objective in cfg.ranking_objectives:
-                grid.append(RankingAttack(objective, eps, norm=norm, scale=scale, steps=cfg.ranking_steps,
-                                          restarts=cfg.ranking_restarts, k=cfg.ranking_k, seed=cfg.seed))
+                grid.append(RankingAttack(objective, eps, norm=norm, scale=scale, steps=steps, restarts=restarts,
+                                          k=cfg.ranking_k, seed=cfg.seed))
+            if heavy and "margin" in cfg.ranking_objectives:
+                for k in cfg.strong_margin_ks:
+                    grid.append(RankingAttack("margin", eps, norm=norm, scale=scale, steps=steps, restarts=2, k=k,
+                                              seed=cfg.seed))
     return grid
 
 
@@ -69,7 +79,7 @@ def evaluate_robustness(models: dict[str, Recommender], split: Split, cfg: Robus
             if isinstance(attack, RankingAttack):
                 r = ranking_attack(U, V, target, exclude, attack, ks=eval_cfg.ks, batch_users=eval_cfg.batch_users)
                 per_user = r.per_user
-                kind, objective, restarts = "pgd", str(attack.objective), attack.restarts
+                kind, objective, restarts = "pgd", attack.label, attack.restarts
             else:
                 _, per_user = attacked_per_user(model, split, attack, "test", eval_cfg, cfg.negatives, cfg.seed)
                 kind, objective, restarts = ("fgsm" if attack.steps == 1 else "pgd"), "bpr", 1

@@ -105,6 +105,18 @@ class TextHybrid(Recommender):
             ids = ids + (1 - known).unsqueeze(-1) * generated
         return ids + self.text_vectors(items)
 
+    def item_vectors_for_features(self, item: int, features: torch.Tensor) -> torch.Tensor:
+        """[len(features), dim]: what item `item`'s vector would be with each row of `features` as its LM vector
+        (its ID row, or for a cold item the ID row its text generates, plus the projected text): how a text
+        attack scores candidate texts without touching the model."""
+        x = self.text_norm(features)
+        text = self.text_proj(x)
+        known = self.item_id_mask[item]
+        ids = self.item_embedding.weight[item] * known
+        if float(known) == 0.0:
+            ids = ids + x @ self.cold_map[:-1] + self.cold_map[-1]
+        return ids + text
+
     def init_kwargs(self) -> dict:
         return {"n_users": self.n_users, "n_items": self.n_items, "text_dim": self.text_dim, "dim": self.dim,
                 "text_dropout": self.text_dropout, "id_dropout": self.id_dropout, "cold_map_reg": self.cold_map_reg}

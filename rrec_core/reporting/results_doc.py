@@ -117,9 +117,30 @@ def distillation_table(metrics: Path) -> str:
     return "\n".join(lines)
 
 
+def text_attacks_table(metrics: Path) -> str:
+    from rrec_core.results import TextAttackResult
+
+    r = TextAttackResult.from_json((metrics / "text_attacks.json").read_text())
+    if not r.enabled:
+        return "(text_attacks.enabled is false: no text attack evaluation in this run)"
+    lines = [f"{len(r.targets)} targets, mean audience {r.mean_audience:.0f} users; HR@50 = exposure@50 over the "
+             "audience; sanitized = the attacked title after the validation stage's sanitizer.", "",
+             "| model | targets | attack (budget) | clean HR@50 | attacked HR@50 | sanitized HR@50 | test NDCG@10 attacked "
+             "(clean) | edit distance | LM similarity | survives sanitizer |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for name, m in r.models.items():
+        kind = "cold" if m.targets_cold else "warm"
+        for attack, a in m.attacks.items():
+            lines.append(f"| {name.replace(' (targets cold)', '')} | {kind} | {attack} ({a.budget}) | {m.clean.hr50:.4f} | "
+                         f"{a.undefended.hr50:.4f} | {a.sanitized.hr50:.4f} | {a.test_ndcg10:.4f} ({m.clean_test_ndcg10:.4f}) "
+                         f"| {a.edit_distance:.1f} | {a.lm_similarity:.3f} | {a.survives_sanitizer:.2f} |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {"pretrain": pretrain_table, "robustness": robustness_table,
                                             "poisoning": poisoning_table, "gan": gan_table,
-                                            "cold_start": cold_start_table, "distillation": distillation_table}
+                                            "cold_start": cold_start_table, "distillation": distillation_table,
+                                            "text_attacks": text_attacks_table}
 _BLOCK = re.compile(r"(<!-- BEGIN generated: (\w+) -->\n)(.*?)(<!-- END generated: \2 -->)", re.S)
 
 
