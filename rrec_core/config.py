@@ -440,13 +440,26 @@ class GradientAttackConfig(_Strict):
     """Temperature of the smooth hit rate, in surrogate score units."""
 
 
+class PromotionGanConfig(GradientAttackConfig):
+    """The GAN's generator tuned for promotion through the gradient attack's surrogate, its critic keeping
+    the profiles real-looking; see rrec_core.poisoning.promotion_gan. Surrogate and objective fields as in
+    GradientAttackConfig; `steps` and `lr` are Adam's on the generator's weights."""
+
+    lr: float = 1e-3
+    """Adam learning rate on the generator's weights."""
+    realism: float = 0.05
+    """Loss per critic standard deviation the fakes fall below the untuned GAN's fakes (hinged)."""
+    item_drift: float = 0.0
+    """Loss per unit of relative growth of the fakes' item-distribution distance to the real one (hinged)."""
+
+
 class PoisoningEvalConfig(_Strict):
     """Poisoning evaluation: inject, retrain from scratch per arm, measure on real users."""
 
     enabled: bool = True
     """Run the evaluation (its outputs are written either way, saying so)."""
-    attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan", "gradient"], ...] = (
-        "bandwagon", "gan", "gradient")
+    attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan", "gan_promotion", "gradient"], ...] = (
+        "bandwagon", "gan_promotion", "gradient")
     """Attacks to inject, each evaluated in every arm."""
     fake_ratio: float = 0.03
     """Fake users = round(fake_ratio * real users)."""
@@ -471,6 +484,8 @@ class PoisoningEvalConfig(_Strict):
         return v
     gradient: GradientAttackConfig = Field(default_factory=GradientAttackConfig)
     """The gradient attack's optimizer and surrogate (its fake_ratio, n_targets and seed are this section's)."""
+    gan_promotion: PromotionGanConfig = Field(default_factory=PromotionGanConfig)
+    """The promotion-tuned GAN's optimizer, surrogate and realism terms (fake_ratio, n_targets and seed as above)."""
 
 
 class RobustnessConfig(_Strict):

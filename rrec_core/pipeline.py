@@ -312,8 +312,9 @@ def evaluate_poisoning_stage(raw: RawData, data: ValidatedData, gan: GanSamples 
 
     if not cfg.enabled:  # the stage's outputs still exist (DVC tracks them), saying so
         return PoisoningEvaluation(PoisoningResult(enabled=False))
-    if "gan" in cfg.attacks and gan is None:
-        raise ValueError("poisoning.attacks names gan, which needs the gan_samples asset")
+    for name in {"gan", "gan_promotion"}.intersection(cfg.attacks):
+        if gan is None:
+            raise ValueError(f"poisoning.attacks names {name}, which needs the gan_samples asset")
     detector = FakeDetector.from_dict(gan.report.detector) if gan is not None else None
     # the rows the validation stage screened: every validated interaction, as loaded (ratings, timestamps)
     result, seconds = evaluate_poisoning(raw.dataset.interactions, data.split, cfg, screen, pretrain_cfg, adv_cfg,

@@ -59,13 +59,17 @@ def test_dvc_repro_runs_the_asset_chain(tmp_path, tiny_bert):
     assert event is not None and "mf_bpr/best_epoch" in event.asset_materialization.metadata
     assert len(instance.get_runs()) == len(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
 
-    # one training parameter changes: only training and evaluation re-run
+    # one training parameter changes: training and its evaluation re-run, their inputs do not (the target
+    # keeps the check to the two stages; every later stage depends on pretrained_recommender the same way)
     params["pretrain"]["mf_bpr"]["lr"] = 0.02
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    out = _run([dvc, "repro"], repo).stdout
+    assert "pretrained_recommender" in _run([dvc, "status"], repo).stdout
+    out = _run([dvc, "repro", "pretrain_evaluation"], repo).stdout
     for unchanged in ("raw_interactions", "validated_interactions", "item_text_embeddings"):
         assert f"Stage '{unchanged}' didn't change, skipping" in out
     assert "Running stage 'pretrained_recommender'" in out and "Running stage 'pretrain_evaluation'" in out
+    assert "Running stage 'adversarial_recommender'" not in out  # not a dependency of the target
+    assert "adversarial_recommender" in _run([dvc, "status"], repo).stdout  # but stale now
 
     # bad data fails the validation stage and nothing downstream runs
     inter = repo / "data" / "tiny" / "tiny.inter"

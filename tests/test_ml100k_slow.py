@@ -56,28 +56,34 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
         assert worst(adv, "absolute", 0.5).ndcg < pgd100(adv).metrics["ndcg@10"] - 0.03
 
     # poisoning (issue 16): one target, 3% fakes. Every attack moves the target up for the undefended
-    # pipeline; the gradient attack also promotes it into real users' top lists (measured 2026-12-02:
-    # pretrained HR@50 0.125 / HR@10 0.015 under `dvc repro`, 0.079 / 0.0075 in this in-process chain;
-    # 0.070-0.072 after PGD fine-tuning; the heuristics 0.001); the robust arm (VAT-style radii, no
-    # detection) lowers the adversarial model's HR@50 (measured 0.032-0.038) at <= 3% NDCG@10 cost. The
-    # screen cannot flag a single target (min_group 3), so nothing is flagged and the defended arm trains
-    # on exactly the undefended data: no gate pretends it defends (docs/poisoning.md).
+    # pipeline; the two optimization-based attacks also promote it into real users' top lists (measured
+    # 2026-12-02/03 on this target, item 1386: gradient HR@50 0.125 / HR@10 0.015, the promotion-tuned GAN
+    # 0.119 / 0.003 on MF-BPR retrained by bench/poisoning_strength.py; the in-process chain measured the
+    # gradient attack at 0.079; bandwagon 0.001); the robust arm (VAT-style radii, no detection) lowers the
+    # adversarial model's HR@50 against the gradient attack (measured 0.032-0.038) at <= 3% NDCG@10 cost.
+    # The screen cannot flag a
+    # single target (min_group 3), so nothing is flagged and the defended arm trains on exactly the
+    # undefended data: no gate pretends it defends (docs/poisoning.md).
     p = PoisoningResult.from_json(Path("metrics/poisoning.json").read_text())
-    assert set(p.attacks) == {"bandwagon", "gan", "gradient"} and len(p.targets) == 1
+    assert set(p.attacks) == {"bandwagon", "gan_promotion", "gradient"} and len(p.targets) == 1
     for attack, res in p.attacks.items():
         und = res.arms["undefended"]
         assert und.pretrained["prediction_shift"] > 0.1, attack  # the attack works before defence is judged
         assert res.stealth is not None and 0.5 < res.stealth["stealth_auc"] <= 1.0, attack
         if res.screen.flagged == 0:
             assert res.arms["defended"].pretrained == und.pretrained, attack
+    bandwagon = p.attacks["bandwagon"].arms["undefended"].pretrained["target_hit@50"]
+    for name, floor in (("gradient", 0.04), ("gan_promotion", 0.02)):
+        hr50 = p.attacks[name].arms["undefended"].pretrained["target_hit@50"]
+        assert hr50 >= floor and hr50 > 5 * bandwagon, (name, hr50, bandwagon)
+    # adversarial fine-tuning alone removes most of the promotion-tuned GAN's gain (measured 0.119 -> 0.022);
+    # the robust arm does not lower it further (0.026) and costs 3.4% NDCG@10 there (docs/poisoning.md)
+    gp = p.attacks["gan_promotion"].arms
+    assert gp["undefended"].adversarial["target_hit@50"] < 0.5 * gp["undefended"].pretrained["target_hit@50"]
     grad = p.attacks["gradient"].arms
-    assert grad["undefended"].pretrained["target_hit@50"] >= 0.04
+    assert grad["robust"].adversarial["ndcg@10_change"] >= -0.03
     assert grad["undefended"].pretrained["target_hit@10"] > 0
     assert grad["robust"].adversarial["target_hit@50"] < 0.75 * grad["undefended"].adversarial["target_hit@50"]
-    assert grad["robust"].adversarial["ndcg@10_change"] >= -0.03
-    for name in ("bandwagon", "gan"):  # the heuristic and GAN fakes do not promote a tail target at 3%
-        hr50 = p.attacks[name].arms["undefended"].pretrained["target_hit@50"]
-        assert hr50 < grad["undefended"].pretrained["target_hit@50"], name
 
     # text tampering (issue 11): cold targets are promoted by every attack (measured 2026-12-03: HR@50 0.007 ->
     # 0.066 char, 0.111 word, 0.408 imitation), warm ones barely (<= 0.0006); the sanitizer only dents the char

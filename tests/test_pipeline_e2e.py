@@ -34,6 +34,7 @@ def tiny_params(data_path: str, bert: Path) -> dict:
                           "n_targets": 2})
     params["poisoning"].update({"fake_ratio": 0.1, "n_targets": 2})
     params["poisoning"]["gradient"].update({"steps": 3, "dim": 8})
+    params["poisoning"]["gan_promotion"].update({"steps": 3, "dim": 8})
     params["gates"].update({"min_valid_ndcg": 0.0, "min_valid_worst_case": 0.0})  # tiny data has its own scale
     return params
 
@@ -145,7 +146,7 @@ def test_whole_chain_materializes(project):
 
     # poisoning evaluation: every attack, every arm, real users only; a section of the robustness report
     pois = PoisoningResult.from_json((root / "metrics" / "poisoning.json").read_text())
-    assert pois.enabled and set(pois.attacks) == {"bandwagon", "gan", "gradient"}
+    assert pois.enabled and set(pois.attacks) == {"bandwagon", "gan_promotion", "gradient"}
     for res in pois.attacks.values():
         assert set(res.arms) == {"undefended", "gan_ft", "robust", "defended"} and res.n_fake == 4
         assert res.stealth is not None and 0 <= res.stealth["stealth_auc"] <= 1

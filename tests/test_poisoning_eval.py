@@ -127,3 +127,35 @@ def test_evaluate_poisoning_runs_every_arm(data, detector, tmp_path):
     md = poisoning_markdown(r)
     assert md.startswith("## Data poisoning") and "| bandwagon |" in md
     assert plot_poisoning(r)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_defended_arm_reuses_gan_ft_only_when_the_screen_flags_nobody(data, detector):
+    """With nobody flagged the defended arm is gan_ft's data and weights; reusing gan_ft's models must be what
+    a retrain from scratch gives (same tables, seeds and weights), bit for bit."""
+    from rrec_core.evaluation.poisoning import _history, _train_pipeline, inject
+    from rrec_core.poisoning import poisoning_metrics
+
+    inter = data.assign(timestamp=np.arange(len(data), dtype=np.int64))
+    split = split_interactions(inter, SplitConfig())
+    cfg = PoisoningEvalConfig(attacks=("bandwagon",), fake_ratio=0.05, n_targets=3, seed=4, robust={})
+    adv = AdversarialConfig(steps=2, select_attack_steps=2, min_clean_ratio=0.5,
+                            train=FinetuneConfig(**{**LOOP, "epochs": 3}))
+    blind = ScreenConfig(min_group=10_000)  # no group is ever that large: nobody flagged
+    r, seconds = evaluate_poisoning(inter, split, cfg, blind, MFConfig(**TINY), adv, detector)
+    res = r.attacks["bandwagon"]
+    assert res.screen.flagged == 0 and seconds["bandwagon/defended"] == 0.0
+    assert res.arms["defended"] == res.arms["gan_ft"]
+    # the retrain the reuse stands for
+    poisoned = inject("bandwagon", inter, list(r.targets), cfg)
+    dfd = poisoned_split(split, poisoned.injected, drop_users=[])
+    pre, fine = _train_pipeline(dfd, MFConfig(**TINY), adv, suspicion_weights(detector, dfd)[0], progress=False)
+    hist = _history(dfd)
+    real = [str(u) for u in split.user_ids]
+    for stage, model in (("pretrained", pre), ("adversarial", fine)):
+        hit = poisoning_metrics(model, list(r.targets), hist, users=real)
+        assert hit["target_hit@50"] == getattr(res.arms["defended"], stage)["target_hit@50"], stage
+        assert hit["target_percentile"] == getattr(res.arms["defended"], stage)["target_percentile"], stage
+    # a screen that flags: the defended arm is trained on its own data, not reused
+    r2, s2 = evaluate_poisoning(inter, split, cfg, ScreenConfig(), MFConfig(**TINY), adv, detector)
+    assert r2.attacks["bandwagon"].screen.flagged > 0 and s2["bandwagon/defended"] > 0
+    assert r2.attacks["bandwagon"].arms["defended"] != r2.attacks["bandwagon"].arms["gan_ft"]

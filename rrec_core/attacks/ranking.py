@@ -30,6 +30,7 @@ from rrec_core.attacks.pairwise import Norm, radius
 from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, full_ranking_per_user
 
 Objective = Literal["listwise", "margin"]
+MASK_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,17 @@ class RankingAttackResult:
 
 
 def ranking_objective(U: torch.Tensor, V: torch.Tensor, users: torch.Tensor, target: torch.Tensor,
-                      exclude: torch.Tensor, objective: Objective, k: int = 10) -> torch.Tensor:
+                      exclude: torch.Tensor, objective: Objective, k: int = 10,
+                      masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Sum over the held-out pairs of `users` of the attack objective (higher = worse ranking).
 
-    U [n_users, d], V [n_items, d] (perturbed); target / exclude: user-sorted [n, 2] pairs."""
+    U [n_users, d], V [n_items, d] (perturbed); target / exclude: user-sorted [n, 2] pairs; masks: the
+    block's (history, held-out) dense masks when the caller keeps them between steps."""
     n_users, n_items = U.shape[0], V.shape[0]
     scores = U[users] @ V.T  # [B, n_items]
-    hist = _batch_mask(exclude, users, n_users, n_items)
-    pos = _batch_mask(target, users, n_users, n_items)
+    if masks is None:
+        masks = block_masks(users, target, exclude, n_users, n_items)
+    hist, pos = masks
     row, col = pos.nonzero(as_tuple=True)  # one entry per held-out pair
     if objective == "listwise":
         logits = scores.masked_fill(hist, float("-inf"))
@@ -87,6 +91,12 @@ def ranking_objective(U: torch.Tensor, V: torch.Tensor, users: torch.Tensor, tar
         kth = others.topk(kk, dim=1).values[:, -1]  # [B]; its gradient lifts the k-th competitor
         return F.softplus(kth[row] - scores[row, col]).sum()
     raise ValueError(f"unknown ranking objective {objective!r}")
+
+
+def block_masks(users: torch.Tensor, target: torch.Tensor, exclude: torch.Tensor, n_users: int, n_items: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(history [B, n_items], held-out pairs [B, n_items]) dense bool masks of a block of sorted users."""
+    return _batch_mask(exclude, users, n_users, n_items), _batch_mask(target, users, n_users, n_items)
 
 
 def _random_start(shape, eps, norm: Norm, gen: torch.Generator) -> torch.Tensor:
@@ -119,6 +129,11 @@ def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude
         Ua, Va = U0 + dU, V0 + dV
         return full_ranking_per_user(lambda u: Ua[u] @ Va.T, n_users, n_items, target, exclude, ks, batch_users)
 
+    blocks = [users[s:s + batch_users] for s in range(0, len(users), batch_users)]
+    # the masks do not change between steps: keep them while they are small (2 bools per score), else
+    # rebuild each step so memory stays O(block x items) at any catalogue size
+    keep_masks = 2 * len(users) * n_items <= MASK_CACHE_BYTES
+    masks = [block_masks(b, target_t, excl_t, n_users, n_items) for b in blocks] if keep_masks else None
     best_users, best = evaluate(torch.zeros_like(U0), torch.zeros_like(V0))
     best_score = best["ndcg@10"].mean().item()
     best_dU, best_dV = torch.zeros_like(U0), torch.zeros_like(V0)
@@ -134,10 +149,10 @@ def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude
             dV.requires_grad_(True)
             Ua, Va = U0 + dU, V0 + dV
             gU, gV = torch.zeros_like(U0), torch.zeros_like(V0)
-            for start in range(0, len(users), batch_users):
-                block = users[start:start + batch_users]
-                loss = ranking_objective(Ua, Va, block, target_t, excl_t, attack.objective, attack.k)
-                a, b = torch.autograd.grad(loss, (dU, dV), retain_graph=start + batch_users < len(users))
+            for j, block in enumerate(blocks):
+                loss = ranking_objective(Ua, Va, block, target_t, excl_t, attack.objective, attack.k,
+                                         masks=masks[j] if masks is not None else None)
+                a, b = torch.autograd.grad(loss, (dU, dV), retain_graph=j + 1 < len(blocks))
                 gU += a
                 gV += b
             # cosine decay of the step radius from step_fraction * eps to 1% of it
