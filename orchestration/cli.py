@@ -27,6 +27,24 @@ def _cmd_data_pull(args) -> int:
     return 0
 
 
+def _cmd_data_synthetic(args) -> int:
+    from rrec_core.data.synthetic import SyntheticSpec, parse_count, synthesize
+
+    try:
+        spec = SyntheticSpec(parse_count(args.interactions), n_users=args.users and parse_count(args.users),
+                             n_items=args.items and parse_count(args.items), seed=args.seed,
+                             name=args.name or Path(args.out).name)
+        got = synthesize(spec, args.out)
+    except ValueError as e:
+        print(f"rrec data synthetic: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    s = got["stats"]
+    print(f"{got['path']}: {s['interactions']:,} interactions, {s['users']:,} users, {s['items']:,} items "
+          f"(user activity mean {s['user_mean']:.0f} sd {s['user_sd']:.0f}; item Gini {s['item_gini']:.2f}); "
+          f"read it with --set data.path={got['path']} (format atomic)")
+    return 0
+
+
 def parse_overrides(pairs: list[str] | None) -> dict:
     """["adversarial.eps=0.3", "pretrain.models=[mf_bpr]"] -> {"adversarial.eps": 0.3, ...} (values are YAML)."""
     import yaml
@@ -339,6 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     pull.add_argument("--sources", default="dvc,grouplens,recbole", help="comma-separated, tried in order")
     pull.add_argument("--force", action="store_true", help="fetch even if data/ already matches")
     pull.set_defaults(fn=_cmd_data_pull)
+    syn = data.add_parser("synthetic", help="write synthetic interactions with the shape of real data (docs/scale.md)")
+    syn.add_argument("--interactions", required=True, help="how many, e.g. 1M, 10M, 250k")
+    syn.add_argument("--out", required=True, help="dataset folder, e.g. data/synthetic-1m")
+    syn.add_argument("--users", default=None, help="default: interactions / 140")
+    syn.add_argument("--items", default=None, help="default: 1682 * sqrt(interactions / 100K)")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--name", default=None, help="file stem (default: the folder name)")
+    syn.set_defaults(fn=_cmd_data_synthetic)
     run = sub.add_parser("run", help="run the whole pipeline in-process through Dagster")
     run.add_argument("--params", default=None, help="params file (default params.yaml)")
     run.add_argument("--select", default=None, help="Dagster asset selection, e.g. 'pretrained_recommender*'")

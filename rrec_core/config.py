@@ -240,6 +240,12 @@ class MFConfig(LoopConfig):
 
     embedding_dim: int = 64
     """Width of the user and item embeddings."""
+    world_size: PositiveInt = 1
+    """Data-parallel training processes (DistributedDataParallel, rrec_core.training.distributed): each
+    takes a slice of every global batch of batch_size; the same model as one process (tested). 1: the
+    one-process loop. Not with tuned LM layers; no mid-training checkpoints (docs/scale.md)."""
+    dist_backend: Literal["gloo", "nccl"] = "gloo"
+    """torch.distributed backend when world_size > 1: gloo (CPU) or nccl (one GPU per process)."""
 
 
 class HybridConfig(MFConfig):

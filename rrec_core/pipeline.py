@@ -169,6 +169,13 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
             tower = LMTower(text.emb.texts, EncoderConfig(**text.emb.config), hybrid.lm_finetune_layers)
         t0 = time.perf_counter()
         is_hybrid = kind == "text_hybrid"
+        if tcfg.world_size > 1:
+            result = _train_data_parallel(kind, model, data, tcfg, eval_cfg, tower, warm,
+                                          hybrid.text_lr if is_hybrid else None)
+            log.info("%s: best epoch %d, valid ndcg@10 %.4f, %.1fs (%d processes)", kind, result.best_epoch,
+                     result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0, tcfg.world_size)
+            _record(out, kind, result, None)
+            continue
         result = train_recommender(model, data.split, tcfg, eval_cfg, lm_tower=tower, progress=progress,
                                    warm_start=warm, text_lr=hybrid.text_lr if is_hybrid else None,
                                    lm_lr=hybrid.lm_lr if is_hybrid else None,
@@ -179,6 +186,18 @@ def pretrain(data: ValidatedData, text: ItemTextEmbeddings | None, cfg: Pretrain
                  result.best_valid.get("ndcg@10", float("nan")), time.perf_counter() - t0)
         _record(out, kind, result, tower)
     return out
+
+
+def _train_data_parallel(kind: str, model, data: ValidatedData, tcfg: MFConfig, eval_cfg: EvalConfig, tower,
+                         warm: bool, text_lr: float | None):
+    """pretrain's loop in `tcfg.world_size` DistributedDataParallel processes (same model as one process)."""
+    from rrec_core.training.distributed import train_distributed
+
+    if tower is not None:
+        raise ValueError(f"pretrain.{kind}.world_size > 1 does not support lm_finetune_layers > 0 "
+                         "(the tuned layers are not replicated); set one of them back")
+    return train_distributed(data.split, tcfg, tcfg.world_size, tcfg.dist_backend, kind=kind, model=model,
+                             eval_cfg=eval_cfg, text_lr=text_lr, warm_start=warm)
 
 
 def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: ItemTextEmbeddings | None,

@@ -121,3 +121,22 @@ def test_bench_attack_strength_smoke(project, tmp_path):  # noqa: F811
                           "--out", str(out)])
     md = next(out.glob("attack_strength_*_smoke.md")).read_text()
     assert "| pretrained/mf_bpr | absolute 0.5 |" in md and "| pretrained/mf_bpr | relative 0.25 |" in md
+
+
+def test_bench_scale_smoke(tmp_path):
+    """bench/scale.py writes a synthetic set and materializes stages through `rrec run` in a scratch project."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--smoke", "--work", str(tmp_path / "w"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (next((tmp_path / "out").glob("scale_cpu_*_smoke.md"))).read_text()
+    assert "| synthetic-20k | 20,000 |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| validated_interactions |"))
+    assert "timeout" not in row and "failed" not in row, row
+
+
+def test_bench_ddp_scaling_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ddp_scaling.py"), "--smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = next(tmp_path.glob("ddp_scaling_cpu_*_smoke.md")).read_text()
+    assert "2 processes x 1 thread (DDP, gloo)" in md

@@ -75,11 +75,16 @@ def verify(data_dir: Path, pin: dict) -> bool:
 # --- sources ------------------------------------------------------------------------------------
 
 def _from_dvc(root: Path, stage: Path) -> Path:
-    cfg = root / ".dvc" / "config"
-    if not cfg.exists() or "remote" not in cfg.read_text():
-        raise DataPullError("no DVC remote configured")
+    if not (root / ".dvc").is_dir():
+        raise DataPullError(f"{root}: not a DVC project (no .dvc/)")
     dvc = find_dvc(root)
-    subprocess.run([dvc, "pull", "data.dvc"], cwd=root, check=True)
+    # `dvc remote list` sees .dvc/config and config.local (credentials are kept in the latter)
+    listed = subprocess.run([dvc, "remote", "list"], cwd=root, capture_output=True, text=True)
+    if listed.returncode != 0 or not listed.stdout.strip():
+        raise DataPullError("no DVC remote configured (docs/scale.md: `dvc remote add -d storage <url>`)")
+    pulled = subprocess.run([dvc, "pull", "data.dvc"], cwd=root, capture_output=True, text=True)
+    if pulled.returncode != 0:
+        raise DataPullError(f"dvc pull failed: {(pulled.stderr or pulled.stdout).strip()[-500:]}")
     return root / "data"
 
 
