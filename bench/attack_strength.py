@@ -9,6 +9,7 @@ per-user worst case of the pipeline's suite, the worst case once the stronger at
 gap. A gap of more than a point or two means the report overstates robustness.
 
     python bench/attack_strength.py                  # pretrained and adversarial MF-BPR and text hybrid
+    python bench/attack_strength.py --radii linf:absolute:0.0625,linf:relative:0.03125 --models adversarial/mf_bpr
     python bench/attack_strength.py --smoke          # two short attacks, one model: proves it runs
 
 Writes bench/results/attack_strength_<cpu|gpu>_<date>.md.
@@ -32,10 +33,10 @@ from rrec_core.evaluation.ranking import evaluate_model  # noqa: E402
 from rrec_core.evaluation.robustness import attack_grid  # noqa: E402
 
 
-def stronger(eps: float, scale: str, smoke: bool) -> list[RankingAttack]:
+def stronger(eps: float, scale: str, smoke: bool, norm: str = "l2") -> list[RankingAttack]:
     if smoke:
-        return [RankingAttack("listwise", eps, scale=scale, steps=5, restarts=1, seed=7)]  # type: ignore[arg-type]
-    kw = {"scale": scale, "seed": 7}  # another seed than the pipeline's: other restarts
+        return [RankingAttack("listwise", eps, norm=norm, scale=scale, steps=5, restarts=1, seed=7)]  # type: ignore[arg-type]
+    kw = {"norm": norm, "scale": scale, "seed": 7}  # another seed than the pipeline's: other restarts
     return [RankingAttack("listwise", eps, steps=200, restarts=8, **kw),  # type: ignore[arg-type]
             RankingAttack("margin", eps, steps=200, restarts=5, **kw),  # type: ignore[arg-type]
             RankingAttack("margin", eps, steps=200, restarts=3, k=1, **kw),  # type: ignore[arg-type]
@@ -54,6 +55,9 @@ def main(argv=None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--radii", default="l2:absolute:0.5,l2:relative:0.25",
+                    help="norm:scale:eps,... (L-inf radii as the pipeline writes them, i.e. already x linf_scale)")
+    ap.add_argument("--models", default="", help="comma-separated stage/name (default: all four)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     from rrec_core.attacks import Attack
@@ -66,9 +70,11 @@ def main(argv=None) -> None:
     for stage in ("pretrained", "adversarial"):
         for name, m in TrainedModels.load(art / f"{stage}_recommender").models.items():
             models[f"{stage}/{name}"] = m
+    if args.models:
+        models = {k: models[k] for k in args.models.split(",")}
     if args.smoke:
         models = dict(list(models.items())[:1])
-    radii = [("absolute", 0.5), ("relative", 0.25)]
+    radii = [(n, sc, float(e)) for n, sc, e in (r.split(":") for r in args.radii.split(","))]
     target, exclude = held_out(split, "test")
     ev = EvalConfig(ks=(10,))
     rows = []
@@ -78,9 +84,9 @@ def main(argv=None) -> None:
         with torch.no_grad():
             U = model.user_vectors(torch.arange(split.n_users))
             V = model.item_vectors()
-        for scale, eps in radii:
+        for norm, scale, eps in radii:
             t0 = time.perf_counter()
-            suite = [a for a in attack_grid(rcfg) if a.norm == "l2" and a.scale == scale and a.eps == eps]
+            suite = [a for a in attack_grid(rcfg) if a.norm == norm and a.scale == scale and a.eps == eps]
             if args.smoke:
                 suite = [a for a in suite if isinstance(a, Attack)][:1]
             per_user = []
@@ -91,10 +97,10 @@ def main(argv=None) -> None:
                     per_user.append(attacked_per_user(model, split, a, "test", ev, rcfg.negatives, rcfg.seed)[1]["ndcg@10"])
             base = torch.stack(per_user).min(0).values
             extra = {label(a): ranking_attack(U, V, target, exclude, a).per_user["ndcg@10"]
-                     for a in stronger(eps, scale, args.smoke)}
+                     for a in stronger(eps, scale, args.smoke, norm)}
             both = torch.minimum(base, torch.stack(list(extra.values())).min(0).values)
             best_extra = min(extra, key=lambda k: extra[k].mean().item())
-            rows.append(f"| {name} | {scale} {eps:g} | {clean:.4f} | {base.mean():.4f} ({100 * base.mean() / clean:.1f}%) | "
+            rows.append(f"| {name} | {norm} {scale} {eps:g} | {clean:.4f} | {base.mean():.4f} ({100 * base.mean() / clean:.1f}%) | "
                         f"{both.mean():.4f} ({100 * both.mean() / clean:.1f}%) | {100 * (base.mean() - both.mean()) / clean:.1f} | "
                         f"{best_extra} {extra[best_extra].mean():.4f} | {time.perf_counter() - t0:.0f} |")
             print(rows[-1], flush=True)
@@ -102,9 +108,10 @@ def main(argv=None) -> None:
     today = dt.date.today().isoformat()
     text = "\n".join([
         f"# The pipeline's worst case against a stronger attacker — {device}, {today}", "",
-        f"Models from {art}; L2 radii; the pipeline's suite from {args.params} `robustness` (pairwise FGSM / PGD "
-        f"{list(rcfg.steps)}, listwise and margin PGD-{rcfg.ranking_steps} x {rcfg.ranking_restarts}, at these radii "
-        f"PGD-{rcfg.strong_steps} x {rcfg.strong_restarts} and margin@{list(rcfg.strong_margin_ks)}); stronger: "
+        f"Models from {art}; the pipeline's suite from {args.params} `robustness` (pairwise FGSM / PGD "
+        f"{list(rcfg.steps)}, listwise and margin PGD-{rcfg.ranking_steps} x {rcfg.ranking_restarts}, at the strong radii "
+        f"of {list(rcfg.strong_norms)} PGD-{rcfg.strong_steps} x {rcfg.strong_restarts} and margin@{list(rcfg.strong_margin_ks)}); "
+        "stronger: "
         + ", ".join(label(a) for a in stronger(0.5, "absolute", args.smoke))
         + f"; torch {torch.__version__}.", "",
         "| model | radius | clean NDCG@10 | pipeline worst case (kept) | with the stronger attacks (kept) | gap (points of kept) "

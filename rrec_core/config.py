@@ -78,6 +78,17 @@ class ScreenConfig(_Strict):
     """Run the screen; flagged users are quarantined (listed with scores, excluded from training)."""
     neighbours: int = 25
     """k of the degree-of-similarity feature."""
+    degsim: Literal["auto", "exact", "approximate"] = "auto"
+    """degsim's neighbours: exact (O(nnz x users)), approximate (randomized-SVD candidates, exact cosine rerank),
+    or auto: exact up to `degsim_exact_max_users` users."""
+    degsim_exact_max_users: int = 20000
+    """Above this many users, auto computes degsim from approximate neighbours."""
+    degsim_rank: int = 64
+    """Rank of the SVD whose inner products pick the approximate neighbours' candidates."""
+    degsim_candidates: int = 200
+    """Candidates per user whose exact cosine is computed; the best `neighbours` of them are averaged."""
+    degsim_seed: int = 0
+    """Seed of the SVD's random projection."""
     head_fraction: float = 0.2
     """Items outside the most popular `head_fraction` form the long tail."""
     co_partners: int = 20
@@ -96,6 +107,9 @@ class ScreenConfig(_Strict):
     """Candidate targets with this holder overlap form one group."""
     min_group: int = 3
     """Groups of fewer candidate targets flag nobody."""
+    min_coordination: float = 0.3
+    """A group flags nobody unless, on average over its items, this share of an item's holders hold (nearly)
+    the whole group: injected targets 0.50-0.85, a taste cluster of real items 0.10-0.18 (docs/poisoning.md)."""
     batch: int = 512
     """Users / items per block in the similarity computations."""
 
@@ -513,8 +527,9 @@ class RobustnessConfig(_Strict):
     """L-inf radius = eps * linf_scale (an L2 ball of radius eps in 64-d ~ this L-inf box)."""
     ranking_objectives: tuple[Literal["listwise", "margin"], ...] = ("listwise", "margin")
     """Attacks aimed at the ranked list (rrec_core.attacks.ranking), at every radius of `ranking_norms`."""
-    ranking_norms: tuple[Literal["l2", "linf"], ...] = ("l2",)
-    """Balls of the ranking attacks."""
+    ranking_norms: tuple[Literal["l2", "linf"], ...] = ("l2", "linf")
+    """Balls of the ranking attacks. Without L-inf ones the L-inf worst case rests on the pairwise BPR attack
+    alone, which listwise / margin PGD beat by 6-21 points of NDCG@10 kept (bench/results/attack_strength_cpu_2026-12-07.md)."""
     ranking_steps: int = 30
     """PGD steps of each ranking attack (per restart)."""
     ranking_restarts: int = 2
@@ -532,6 +547,9 @@ class RobustnessConfig(_Strict):
     """Starts of the ranking attacks at the strong radii."""
     strong_margin_ks: tuple[int, ...] = (1,)
     """Extra margin attacks at the strong radii, each against the k-th best competitor (k = 1: the best)."""
+    strong_norms: tuple[Literal["l2", "linf"], ...] = ("l2",)
+    """Balls whose headline radii (strong_eps_*, times linf_scale for L-inf) get the strong budget; the others
+    get ranking_steps x ranking_restarts (the strong budget at L-inf too would add ~2 min to the stage)."""
 
 
 class TextAttackConfig(_Strict):

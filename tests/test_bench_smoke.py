@@ -120,7 +120,7 @@ def test_bench_attack_strength_smoke(project, tmp_path):  # noqa: F811
     attack_strength.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
                           "--out", str(out)])
     md = next(out.glob("attack_strength_*_smoke.md")).read_text()
-    assert "| pretrained/mf_bpr | absolute 0.5 |" in md and "| pretrained/mf_bpr | relative 0.25 |" in md
+    assert "| pretrained/mf_bpr | l2 absolute 0.5 |" in md and "| pretrained/mf_bpr | l2 relative 0.25 |" in md
 
 
 def test_bench_scale_smoke(tmp_path):

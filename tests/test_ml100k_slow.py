@@ -44,16 +44,22 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
         assert adv.clean["ndcg@10"] >= 0.98 * pre.clean["ndcg@10"]
         assert pgd100(adv).ndcg_kept >= 0.70 and pgd100(adv).ndcg_kept > pgd100(pre).ndcg_kept
         # the number that matters is the per-user worst case over the whole suite (docs/robustness.md);
-        # measured 2026-12-03 with the strong budget at these radii (PGD-100 x 5, margin@1): adversarial MF /
-        # hybrid 56.6% / 58.6% kept at eps 0.5 abs, 43.4% / 43.2% at 0.25 rel; pretrained 20.4% / 23.4% and
-        # 14.8% / 15.8% (the 30 x 2 suite before said 60.0% / 63.1% and 47.8% / 48.3%; the issue's goals,
-        # 70% / 60%, are not met)
-        for scale, eps, floor in (("absolute", 0.5, 0.52), ("relative", 0.25, 0.40)):
+        # measured 2026-12-07 with the strong budget at these radii (PGD-100 x 5, margin@1) and each user at
+        # its worst iterate: adversarial MF / hybrid 50.2% / 51.2% kept at eps 0.5 abs, 37.3% / 37.5% at 0.25
+        # rel; pretrained 13.3% / 15.6% and 7.7% / 8.6% (best iterate per attack, 2026-12-03: 56.6% / 58.6%
+        # and 43.4% / 43.2%; the issue's goals, 70% / 60%, are not met)
+        for scale, eps, floor in (("absolute", 0.5, 0.46), ("relative", 0.25, 0.33)):
             w_adv, w_pre = worst(adv, scale, eps), worst(pre, scale, eps)
             assert w_adv.ndcg_kept >= floor, (kind, scale, w_adv.ndcg_kept)
             assert w_adv.ndcg_kept > 2 * w_pre.ndcg_kept, (kind, scale)
         # the ranking attacks are stronger than the training adversary: never judged by it alone
         assert worst(adv, "absolute", 0.5).ndcg < pgd100(adv).metrics["ndcg@10"] - 0.03
+        # ... in the L-inf ball too (before 2026-12-07 it had only pairwise attacks; bench/attack_strength.py
+        # measured the L-inf worst case 28-45 points of NDCG@10 kept too high)
+        linf = [w for w in adv.worst_case if w.norm == "linf" and w.scale == "absolute" and w.eps == 0.0625][0]
+        pairwise = min(a.metrics["ndcg@10"] for a in adv.attacks if a.objective == "bpr" and a.norm == "linf"
+                       and a.scale == "absolute" and a.eps == 0.0625)
+        assert linf.ndcg < pairwise - 0.03, (kind, linf.ndcg, pairwise)
 
     # poisoning (issue 16): one target, 3% fakes. Every attack moves the target up for the undefended
     # pipeline; the two optimization-based attacks also promote it into real users' top lists (measured

@@ -118,8 +118,9 @@ def test_whole_chain_materializes(project):
     rob = RobustnessResult.from_json((root / "metrics" / "robustness.json").read_text())
     assert set(rob.models) == {"pretrained/mf_bpr", "pretrained/text_hybrid", "adversarial/mf_bpr",
                                "adversarial/text_hybrid"}
-    # pairwise: norms x (abs, rel) x steps; ranking: l2 x (abs, rel) x (listwise, margin, margin@1 at the strong radii)
-    n_attacks = 2 * 2 * 2 + 1 * 2 * 3
+    # pairwise: norms x (abs, rel) x steps; ranking: l2 x (abs, rel) x (listwise, margin, margin@1 at the strong
+    # radii), linf x (abs, rel) x (listwise, margin)
+    n_attacks = 2 * 2 * 2 + 1 * 2 * 3 + 1 * 2 * 2
     assert all(len(r.attacks) == n_attacks for r in rob.models.values())
     for r in rob.models.values():  # worst case at each radius of both norms, never above any single attack
         assert len(r.worst_case) == 4

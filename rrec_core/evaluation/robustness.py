@@ -1,7 +1,7 @@
 """Robustness evaluation: every model, clean and under every attack of the suite, side by side.
 
 For each model: clean test metrics; test metrics under pairwise FGSM / PGD-k (BPR of held-out pairs)
-and under the ranking attacks (listwise, margin; restarts, best iterate) at each radius (absolute and
+and under the ranking attacks (listwise, margin; restarts, best iterate per user) at each radius (absolute and
 norm-relative, L2 and L-inf); the per-user worst case over the suite at each radius, reported first;
 and the embedding-norm statistics that make an absolute-radius number interpretable (a model can look
 robust by inflating its norms).
@@ -40,8 +40,8 @@ def attack_grid(cfg: RobustnessConfig) -> list[Attack | RankingAttack]:
                 grid.append(Attack(eps=eps, steps=steps, norm=norm, scale=scale))
     for norm in cfg.ranking_norms:
         scale_l = cfg.linf_scale if norm == "linf" else 1.0
-        strong = ({("absolute", e * scale_l) for e in cfg.strong_eps_absolute}
-                  | {("relative", e * scale_l) for e in cfg.strong_eps_relative})
+        strong = (({("absolute", e * scale_l) for e in cfg.strong_eps_absolute}
+                   | {("relative", e * scale_l) for e in cfg.strong_eps_relative}) if norm in cfg.strong_norms else set())
         for scale, eps in _radii(cfg, norm):
             heavy = (scale, eps) in strong
             steps, restarts = (cfg.strong_steps, cfg.strong_restarts) if heavy else (cfg.ranking_steps,

@@ -93,7 +93,7 @@ def report_markdown(result: RobustnessResult, image: str | None = None) -> str:
              "Test metrics (RecBole protocol, full ranking) of each model, clean and under white-box attacks on",
              "the user and item vectors: pairwise FGSM / PGD (BPR loss of the test pairs against sampled",
              "negatives) and PGD aimed at the ranking (listwise cross-entropy of the test positives over all",
-             "candidates; margin to the k-th best candidate; random restarts, best iterate kept). The worst",
+             "candidates; margin to the k-th best candidate; in both balls; random restarts, each user at its worst iterate). The worst",
              "case is, per user, the lowest NDCG@10 over every attack at that radius, then averaged.",
              "`absolute` radii are in embedding units; `relative` radii are fractions of each row's own L2",
              "norm. Norms are the mean L2 norm of the user and item vectors that the attack perturbs.", "",
