@@ -176,6 +176,27 @@ def test_approximate_degsim_is_the_exact_one_where_it_finds_the_neighbours():
     np.testing.assert_array_equal(auto, approx)  # auto switches above the user count, seeded
 
 
+def test_co_burst_is_the_largest_pair_z_score_in_the_profile():
+    """With every item a partner, co_burst is the brute-force maximum over the profile's item pairs of the
+    Poisson z-score (c_ij - e_ij) / sqrt(e_ij), e_ij = pop_i pop_j / n_users (dense reference)."""
+    from rrec_core.poisoning.screen import _co_burst, _matrix
+
+    df = synthetic_interactions(seed=6, n_users=60, n_items=40)
+    m = _matrix(df)
+    n_users, n_items = m.shape
+    X = np.zeros((n_users, n_items))
+    X[m.u, m.i] = 1.0
+    pop = X.sum(0)
+    c = X.T @ X
+    e = np.outer(pop, pop) / n_users
+    z = np.where(c > 0, (c - e) / np.sqrt(np.maximum(e, 1e-12)), -np.inf)
+    np.fill_diagonal(z, -np.inf)
+    want = np.array([max(0.0, z[np.ix_(X[u] > 0, X[u] > 0)].max()) if X[u].sum() > 1 else 0.0
+                     for u in range(n_users)])
+    got = _co_burst(m, pop, ScreenConfig(co_partners=n_items - 1, batch=7))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_coordination_separates_an_injection_from_a_taste_cluster():
     from rrec_core.poisoning.screen import coordination
 

@@ -55,6 +55,7 @@ from rrec_core.config import ScreenConfig
 
 SCORE_FEATURES = ("length", "pop_mean", "pop_std", "tail_frac", "rdma", "wdma", "mean_var", "degsim", "co_burst")
 LOG_FEATURES = ("length", "rdma", "wdma", "wda")  # heavy right tails: robust z on log scale
+CO_BURST_CHUNK = 500_000  # (user, item) pairs per chunk of co_burst's partner lookup: ~0.5 GB of index arrays
 
 
 @dataclass
@@ -232,35 +233,45 @@ def _co_burst(m: _Matrix, pop: np.ndarray, cfg: ScreenConfig) -> np.ndarray:
     """Per user, the largest Poisson z-score of an item pair's co-occurrence inside the profile.
 
     Each item keeps its `co_partners` strongest partners (blocks of [batch, n_items] co-counts), so
-    memory stays O(n_items * co_partners); a pair counts for a user who holds both of its items."""
+    memory stays O(n_items * co_partners); a pair counts for a user who holds both of its items.
+
+    The co-counts are a sparse x sparse product (scipy's CSR, O(sum_u |I_u|^2): 3e9 at 10M interactions),
+    not sparse x dense (O(nnz * n_items): 1.7e11 at 10M, which ran 13 min without finishing); the counts are
+    the same integers either way."""
+    import scipy.sparse as sp
+
     n_users, n_items = m.shape
     if n_items < 2:
         return np.zeros(n_users)
-    Xt = m.sparse(transpose=True)  # [n_items, n_users]
+    ones = np.ones(len(m.u), dtype=np.float32)
+    X = sp.csr_matrix((ones, (m.u, m.i)), shape=(n_users, n_items))  # [n_users, n_items]
+    Xt = X.T.tocsr()  # [n_items, n_users]
     p = torch.as_tensor(pop, dtype=torch.float32)
     kp = min(cfg.co_partners, n_items - 1)
     part_idx = np.zeros((n_items, kp), dtype=np.int64)
     part_z = np.zeros((n_items, kp))
     for s in range(0, n_items, cfg.batch):
         e = min(s + cfg.batch, n_items)
-        block = torch.index_select(Xt, 0, torch.arange(s, e)).to_dense()  # [B, n_users]
-        c = torch.sparse.mm(Xt, block.T).T  # [B, n_items] co-counts
+        c = torch.from_numpy((Xt[s:e] @ X).toarray())  # [B, n_items] co-counts
         exp = p[s:e, None] * p[None, :] / n_users
         z = (c - exp) / exp.clamp_min(1e-12).sqrt()
         z[c == 0] = -math.inf
         z[torch.arange(e - s), torch.arange(s, e)] = -math.inf
         top = torch.topk(z, kp, dim=1)
         part_idx[s:e], part_z[s:e] = top.indices.numpy(), top.values.double().numpy()
-    # (user, item, partner) triples where the user also holds the partner
+    # (user, item, partner) triples where the user also holds the partner, in chunks of pairs: all at once
+    # they are nnz x co_partners (2e8 at 10M interactions, 11 GB of index arrays)
     keys = np.sort(m.u * n_items + m.i)
-    uu = np.repeat(m.u, kp)
-    cand = part_idx[m.i].ravel()
-    zz = part_z[m.i].ravel()
-    ck = uu * n_items + cand
-    pos = np.clip(np.searchsorted(keys, ck), 0, len(keys) - 1)
-    hit = (keys[pos] == ck) & np.isfinite(zz)
     out = np.zeros(n_users)  # no qualifying pair: no burst
-    np.maximum.at(out, uu[hit], zz[hit])
+    for lo in range(0, len(m.u), CO_BURST_CHUNK):
+        u, i = m.u[lo:lo + CO_BURST_CHUNK], m.i[lo:lo + CO_BURST_CHUNK]
+        uu = np.repeat(u, kp)
+        cand = part_idx[i].ravel()
+        zz = part_z[i].ravel()
+        ck = uu * n_items + cand
+        pos = np.clip(np.searchsorted(keys, ck), 0, len(keys) - 1)
+        hit = (keys[pos] == ck) & np.isfinite(zz)
+        np.maximum.at(out, uu[hit], zz[hit])
     return out
 
 
