@@ -37,7 +37,7 @@ from rrec_core.attacks.pairwise import Norm, radius
 from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, full_ranking_per_user
 
 Objective = Literal["listwise", "margin"]
-MASK_CACHE_BYTES = 256 * 2**20
+TERMS_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -77,28 +77,45 @@ class RankingAttackResult:
     best_iterate_ndcg: float = float("nan")  # mean NDCG@10 at dU, dV (>= per_user["ndcg@10"].mean())
 
 
+@dataclass(frozen=True)
+class BlockTerms:
+    """What the objective of one block of users needs beside its scores; the same at every step, so the
+    attack builds it once per block (while it fits TERMS_CACHE_BYTES) instead of once per step."""
+    row: torch.Tensor  # [P] block row of each held-out pair
+    col: torch.Tensor  # [P] its item
+    bias: torch.Tensor  # [B, n_items] float: -inf on the items that are not candidates (history; for margin
+    # also the held-out items), 0 elsewhere. Added, not masked: the add and its backward are the cheapest way
+    # to exclude items on CPU (bench/explore/ranking_step.py)
+
+
+def block_terms(users: torch.Tensor, target: torch.Tensor, exclude: torch.Tensor, n_users: int, n_items: int,
+                objective: Objective) -> BlockTerms:
+    hist, pos = block_masks(users, target, exclude, n_users, n_items)
+    row, col = pos.nonzero(as_tuple=True)  # one entry per held-out pair
+    not_candidate = hist if objective == "listwise" else hist | pos
+    return BlockTerms(row, col, torch.zeros(not_candidate.shape).masked_fill_(not_candidate, float("-inf")))
+
+
 def ranking_objective(U: torch.Tensor, V: torch.Tensor, users: torch.Tensor, target: torch.Tensor,
                       exclude: torch.Tensor, objective: Objective, k: int = 10,
-                      masks: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                      terms: BlockTerms | None = None) -> torch.Tensor:
     """Sum over the held-out pairs of `users` of the attack objective (higher = worse ranking).
 
-    U [n_users, d], V [n_items, d] (perturbed); target / exclude: user-sorted [n, 2] pairs; masks: the
-    block's (history, held-out) dense masks when the caller keeps them between steps."""
+    U [n_users, d], V [n_items, d] (perturbed); target / exclude: user-sorted [n, 2] pairs; terms: the
+    block's BlockTerms when the caller keeps them between steps."""
     n_users, n_items = U.shape[0], V.shape[0]
+    if objective not in ("listwise", "margin"):
+        raise ValueError(f"unknown ranking objective {objective!r}")
     scores = U[users] @ V.T  # [B, n_items]
-    if masks is None:
-        masks = block_masks(users, target, exclude, n_users, n_items)
-    hist, pos = masks
-    row, col = pos.nonzero(as_tuple=True)  # one entry per held-out pair
+    if terms is None:
+        terms = block_terms(users, target, exclude, n_users, n_items, objective)
+    row, col = terms.row, terms.col
+    candidates = scores + terms.bias
     if objective == "listwise":
-        logits = scores.masked_fill(hist, float("-inf"))
-        return -(logits.log_softmax(dim=1)[row, col]).sum()
-    if objective == "margin":
-        others = scores.masked_fill(hist | pos, float("-inf"))
-        kk = min(k, n_items - 1)
-        kth = others.topk(kk, dim=1).values[:, -1]  # [B]; its gradient lifts the k-th competitor
-        return F.softplus(kth[row] - scores[row, col]).sum()
-    raise ValueError(f"unknown ranking objective {objective!r}")
+        return -(candidates.log_softmax(dim=1)[row, col]).sum()
+    kk = min(k, n_items - 1)
+    kth = candidates.topk(kk, dim=1).values[:, -1]  # [B]; its gradient lifts the k-th competitor
+    return F.softplus(kth[row] - scores[row, col]).sum()
 
 
 def block_masks(users: torch.Tensor, target: torch.Tensor, exclude: torch.Tensor, n_users: int, n_items: int
@@ -138,10 +155,11 @@ def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude
         return full_ranking_per_user(lambda u: Ua[u] @ Va.T, n_users, n_items, target, exclude, ks, batch_users)
 
     blocks = [users[s:s + batch_users] for s in range(0, len(users), batch_users)]
-    # the masks do not change between steps: keep them while they are small (2 bools per score), else
+    # the terms do not change between steps: keep them while they are small (a float per score), else
     # rebuild each step so memory stays O(block x items) at any catalogue size
-    keep_masks = 2 * len(users) * n_items <= MASK_CACHE_BYTES
-    masks = [block_masks(b, target_t, excl_t, n_users, n_items) for b in blocks] if keep_masks else None
+    keep_terms = 4 * len(users) * n_items <= TERMS_CACHE_BYTES
+    terms = ([block_terms(b, target_t, excl_t, n_users, n_items, attack.objective) for b in blocks]
+             if keep_terms else None)
     best_users, worst = evaluate(torch.zeros_like(U0), torch.zeros_like(V0))  # per user, its worst point so far
     best_score = worst["ndcg@10"].mean().item()
     best_dU, best_dV = torch.zeros_like(U0), torch.zeros_like(V0)
@@ -159,7 +177,7 @@ def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude
             gU, gV = torch.zeros_like(U0), torch.zeros_like(V0)
             for j, block in enumerate(blocks):
                 loss = ranking_objective(Ua, Va, block, target_t, excl_t, attack.objective, attack.k,
-                                         masks=masks[j] if masks is not None else None)
+                                         terms=terms[j] if terms is not None else None)
                 a, b = torch.autograd.grad(loss, (dU, dV), retain_graph=j + 1 < len(blocks))
                 gU += a
                 gV += b
