@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.skipif(not (ROOT / "data" / "ml-100k").is_dir(), reason="ML-100K not pulled (make data)")
 def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
-    from dagster import materialize
+    from dagster import AssetKey, AssetSelection, materialize
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["path"] = str(ROOT / "data" / "ml-100k")
@@ -19,8 +19,14 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from orchestration.definitions import defs
 
-    result = materialize(list(defs.assets), resources=defs.resources)
+    # only what this test asserts on and its upstream: cold start and distillation (~3 min here) have
+    # their own tests (test_pipeline_e2e, test_distillation) and `make run` covers them on ML-100K
+    asserted = ("pretrain_evaluation", "robustness_evaluation", "poisoning_evaluation", "text_attack_evaluation")
+    result = materialize(list(defs.assets), resources=defs.resources,
+                         selection=AssetSelection.assets(*asserted).upstream())
     assert result.success
+    done = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert AssetKey("gan_samples") in done and AssetKey("cold_start_evaluation") not in done
     from rrec_core.results import PoisoningResult, PretrainResult, RobustnessResult, TextAttackResult
 
     m = PretrainResult.from_json(Path("metrics/pretrain.json").read_text()).models
