@@ -550,6 +550,16 @@ class RobustnessConfig(_Strict):
     strong_norms: tuple[Literal["l2", "linf"], ...] = ("l2",)
     """Balls whose headline radii (strong_eps_*, times linf_scale for L-inf) get the strong budget; the others
     get ranking_steps x ranking_restarts (the strong budget at L-inf too would add ~2 min to the stage)."""
+    per_user_attack: bool = True
+    """Also run the per-user (targeted) attacker, every row's budget against one user at a time
+    (rrec_core.attacks.targeted), in both norms: reported beside the shared worst case, not inside it."""
+    per_user_eps_absolute: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5)
+    """Its absolute radii (x linf_scale for L-inf): smaller than the suite's, where it does not already
+    leave every model near zero."""
+    per_user_eps_relative: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25)
+    """Its relative radii."""
+    per_user_steps: int = 30
+    """PGD steps on each user's own row (the item rows are closed form)."""
 
 
 class TextAttackConfig(_Strict):

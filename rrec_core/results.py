@@ -159,11 +159,26 @@ class WorstCase(Result):
     """Attack name -> share of users for whom it was the worst (ties to the first in the suite)."""
 
 
+class PerUserOutcome(Result):
+    """NDCG@10 and co. under the per-user (targeted) attacker at one radius: each user attacked alone, with
+    every item row's budget spent against it (rrec_core.attacks.targeted)."""
+
+    norm: str
+    scale: str
+    eps: float
+    steps: int
+    metrics: Metrics
+    ndcg_kept: float
+
+
 class ModelRobustness(Result):
     clean: Metrics
     norms: EmbeddingNorms
     attacks: list[AttackOutcome]
     worst_case: list[WorstCase] = []
+    """The shared threat model: one perturbation of the tables for every user."""
+    per_user: list[PerUserOutcome] = []
+    """The targeted threat model: a perturbation per user."""
 
 
 class RobustnessResult(Result):

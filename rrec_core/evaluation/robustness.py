@@ -4,7 +4,8 @@ For each model: clean test metrics; test metrics under pairwise FGSM / PGD-k (BP
 and under the ranking attacks (listwise, margin; restarts, best iterate per user) at each radius (absolute and
 norm-relative, L2 and L-inf); the per-user worst case over the suite at each radius, reported first;
 and the embedding-norm statistics that make an absolute-radius number interpretable (a model can look
-robust by inflating its norms).
+robust by inflating its norms). Beside them, under the other threat model, the per-user attacker
+(rrec_core.attacks.targeted) at its own radii.
 """
 from __future__ import annotations
 
@@ -15,12 +16,21 @@ import torch
 
 from rrec_core.attacks import Attack, norm_stats
 from rrec_core.attacks.ranking import RankingAttack, ranking_attack
+from rrec_core.attacks.targeted import TargetedAttack, targeted_attack
 from rrec_core.config import EvalConfig, RobustnessConfig
 from rrec_core.data.split import Split
 from rrec_core.evaluation.attacked import attacked_per_user, held_out
 from rrec_core.evaluation.ranking import evaluate_model
 from rrec_core.models import Recommender
-from rrec_core.results import AttackOutcome, EmbeddingNorms, ModelRobustness, NormStats, RobustnessResult, WorstCase
+from rrec_core.results import (
+    AttackOutcome,
+    EmbeddingNorms,
+    ModelRobustness,
+    NormStats,
+    PerUserOutcome,
+    RobustnessResult,
+    WorstCase,
+)
 
 KEYS = ("ndcg@10", "recall@10", "hit@10", "mrr@10")
 
@@ -56,6 +66,20 @@ def attack_grid(cfg: RobustnessConfig) -> list[Attack | RankingAttack]:
     return grid
 
 
+def per_user_grid(cfg: RobustnessConfig) -> list[TargetedAttack]:
+    """The per-user attacker at its radii, in every norm of the suite (L-inf radii x linf_scale)."""
+    if not cfg.per_user_attack:
+        return []
+    out = []
+    for norm in cfg.norms:
+        scale_l = cfg.linf_scale if norm == "linf" else 1.0
+        out += [TargetedAttack(e * scale_l, norm=norm, scale="absolute", steps=cfg.per_user_steps)
+                for e in cfg.per_user_eps_absolute]
+        out += [TargetedAttack(e * scale_l, norm=norm, scale="relative", steps=cfg.per_user_steps)
+                for e in cfg.per_user_eps_relative]
+    return out
+
+
 def evaluate_robustness(models: dict[str, Recommender], split: Split, cfg: RobustnessConfig,
                         eval_cfg: EvalConfig, progress: bool = True) -> tuple[RobustnessResult, dict[str, float]]:
     """(every model clean and under every attack of the suite, with the per-user worst case at each
@@ -89,11 +113,19 @@ def evaluate_robustness(models: dict[str, Recommender], split: Split, cfg: Robus
                                       ndcg_kept=_kept(m["ndcg@10"], clean["ndcg@10"])))
             per_radius.setdefault((attack.norm, attack.scale, attack.eps), []).append(
                 (attack.name, per_user["ndcg@10"]))
+        targeted = []
+        for t in per_user_grid(cfg):
+            _, per_user = targeted_attack(U, V, target, exclude, t, ks=eval_cfg.ks, batch_users=eval_cfg.batch_users)
+            m = {k: per_user[k].mean().item() for k in KEYS}
+            targeted.append(PerUserOutcome(norm=t.norm, scale=t.scale, eps=t.eps, steps=t.steps,
+                                           metrics={k: round(m[k], 6) for k in KEYS},
+                                           ndcg_kept=_kept(m["ndcg@10"], clean["ndcg@10"])))
         out[name] = ModelRobustness(clean={k: round(clean[k], 6) for k in KEYS},
                                     norms=EmbeddingNorms(user=NormStats(**norm_stats(U)), item=NormStats(**norm_stats(V))),
                                     attacks=rows,
                                     worst_case=[_worst_case(key, suite, clean["ndcg@10"])
-                                                for key, suite in per_radius.items()])
+                                                for key, suite in per_radius.items()],
+                                    per_user=targeted)
         seconds[name] = round(time.perf_counter() - t0, 2)
     return RobustnessResult(grid=[a.name for a in grid], models=out), seconds
 

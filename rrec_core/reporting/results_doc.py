@@ -47,6 +47,15 @@ def robustness_table(metrics: Path) -> str:
         lines.append(f"| {name} | {m.clean['ndcg@10']:.4f} | {worst(m, 'absolute', 0.5)} | {pairwise(m, 'absolute', 0.5)} "
                      f"| {worst(m, 'relative', 0.25)} | {pairwise(m, 'relative', 0.25)} "
                      f"| {m.norms.user.mean:.2f} / {m.norms.item.mean:.2f} |")
+    per_user = {name: {(t.norm, t.scale, t.eps): t.ndcg_kept for t in m.per_user} for name, m in r.models.items()}
+    radii = sorted({k for v in per_user.values() for k in v if k[0] == "l2"}, key=lambda k: (k[1], k[2]))
+    if radii:
+        lines += ["", "The per-user attacker (each user attacked alone, every item row's budget against it; "
+                  "rrec_core.attacks.targeted), NDCG@10 kept, L2:", "",
+                  "| model | " + " | ".join(f"ε={e:g} {'abs' if s == 'absolute' else 'rel'}" for _, s, e in radii) + " |",
+                  "|---|" + "---:|" * len(radii)]
+        for name, kept in per_user.items():
+            lines.append(f"| {name} | " + " | ".join(f"{100 * kept[k]:.1f}%" if k in kept else "–" for k in radii) + " |")
     return "\n".join(lines)
 
 

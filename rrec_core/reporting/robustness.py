@@ -8,8 +8,9 @@ from rrec_core.results import RobustnessResult
 
 
 def robustness_frame(result: RobustnessResult) -> pd.DataFrame:
-    """One row per model and attack, and one per model and radius for the per-user worst case
-    (attack "worst_case"): the table `dvc plots` draws (metrics/robustness.csv)."""
+    """One row per model and attack, one per model and radius for the per-user worst case
+    (attack "worst_case") and for the per-user attacker (attack "per_user"): the table `dvc plots` draws
+    (metrics/robustness.csv)."""
     rows = []
     for name, r in result.models.items():
         for a in r.attacks:
@@ -20,7 +21,18 @@ def robustness_frame(result: RobustnessResult) -> pd.DataFrame:
             rows.append({"model": name, "attack": "worst_case", "objective": "suite", "steps": 0, "restarts": 0,
                          "norm": w.norm, "scale": w.scale, "eps": w.eps, "ndcg@10": w.ndcg,
                          "ndcg@10_kept": w.ndcg_kept, "clean_ndcg@10": r.clean["ndcg@10"]})
+        for t in r.per_user:
+            rows.append({"model": name, "attack": "per_user", "objective": "targeted", "steps": t.steps,
+                         "restarts": 1, "norm": t.norm, "scale": t.scale, "eps": t.eps, **t.metrics,
+                         "ndcg@10_kept": t.ndcg_kept, "clean_ndcg@10": r.clean["ndcg@10"]})
     return pd.DataFrame(rows)
+
+
+def per_user_frame(result: RobustnessResult) -> pd.DataFrame:
+    """NDCG@10 kept under the per-user attacker: one row per model, one column per norm, scale and radius."""
+    rows = {name: {f"{t.norm} {t.scale} {t.eps:g}": t.ndcg_kept for t in r.per_user}
+            for name, r in result.models.items() if r.per_user}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def worst_case_frame(result: RobustnessResult) -> pd.DataFrame:
@@ -50,6 +62,9 @@ def headline(result: RobustnessResult, eps_abs: float = 0.5, eps_rel: float = 0.
         sel = wc[(wc.scale == scale) & (wc.eps == eps)].set_index("model")
         cols[f"worst case ({scale} eps={eps:g})"] = sel["worst-case ndcg@10"]
         cols[f"kept ({scale} eps={eps:g})"] = sel["kept"]
+        targeted = df[(df.attack == "per_user") & (df.norm == "l2") & (df.scale == scale) & (df.eps == eps)]
+        if len(targeted):
+            cols[f"per-user attacker ({scale} eps={eps:g})"] = targeted.set_index("model")["ndcg@10"]
         bpr = df[(df.norm == "l2") & (df.objective == "bpr") & (df.scale == scale) & (df.eps == eps)]
         if len(bpr):
             strongest = bpr.loc[bpr.groupby("model")["ndcg@10"].idxmin()].set_index("model")
@@ -65,8 +80,8 @@ def _nearest(values: pd.Series, want: float) -> float:
 
 
 def plot_robustness(result: RobustnessResult) -> bytes:
-    """NDCG@10 vs eps per scale (L2): the per-user worst case over the suite (solid) and the strongest
-    pairwise PGD (dashed), one colour per model."""
+    """NDCG@10 vs eps per scale (L2): the per-user worst case over the suite (solid), the strongest
+    pairwise PGD (dashed) and the per-user attacker (dotted), one colour per model."""
     plt = pyplot()
     df = robustness_frame(result)
     df = df[df.norm == "l2"]
@@ -82,6 +97,10 @@ def plot_robustness(result: RobustnessResult) -> bytes:
                     label=f"{model} worst case")
             ax.plot([0] + bpr.index.tolist(), [clean] + bpr.tolist(), marker=".", linestyle="--",
                     color=colours[model], label=f"{model} pairwise PGD")
+            pu = g[g.attack == "per_user"].sort_values("eps")
+            if len(pu):
+                ax.plot([0] + pu.eps.tolist(), [clean] + pu["ndcg@10"].tolist(), marker="x", linestyle=":",
+                        color=colours[model], label=f"{model} per-user attacker")
         ax.set(xlabel=f"eps ({scale}, L2)", ylabel="test NDCG@10", title=f"{scale} radius")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -101,6 +120,15 @@ def report_markdown(result: RobustnessResult, image: str | None = None) -> str:
              headline(result).to_markdown(floatfmt=".4f"), ""]
     if image:
         lines += [f"![NDCG@10 vs eps]({image})", ""]
+    pu = per_user_frame(result)
+    if len(pu):
+        lines += ["## The per-user attacker: another threat model", "",
+                  "Everything above perturbs the tables once for all users (the shared threat model; the worst",
+                  "case counts each user at the suite's perturbation that hurt it most). An attacker who targets",
+                  "one user at a time may move every item row toward or away from that user alone (closed form)",
+                  "and PGD its own row (rrec_core.attacks.targeted). NDCG@10 kept under it, per norm, scale and",
+                  "radius (L-inf radii already x linf_scale):", "",
+                  pu.to_markdown(floatfmt=".3f"), ""]
     lines += ["## Worst case at every radius", "",
               worst_case_frame(result).to_markdown(index=False, floatfmt=".4f"), ""]
     df = robustness_frame(result)
