@@ -46,3 +46,25 @@ def test_batching_does_not_change_results():
     a = evaluate_full_ranking(lambda u: scores[u], 50, 30, target, [hist], batch_users=7)
     b = evaluate_full_ranking(lambda u: scores[u], 50, 30, target, [hist], batch_users=1000)
     assert a == pytest.approx(b)
+
+
+def test_a_reused_full_ranking_gives_what_a_fresh_one_gives():
+    """The attacks evaluate through one FullRanking with its masks kept; it must rank exactly as a fresh
+    evaluation does, block by block, for any score function."""
+    import numpy as np
+    import torch
+
+    from rrec_core.evaluation.ranking import FullRanking, full_ranking_per_user
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 23, 40
+    pairs = np.array([(u, i) for u in range(n_users) for i in rng.choice(n_items, 8, replace=False)])
+    target, exclude = pairs[::4], [np.delete(pairs, np.s_[::4], axis=0)]
+    kept = FullRanking(n_users, n_items, target, exclude, ks=(5, 10), batch_users=6)
+    assert kept._masks is not None and len(kept.blocks) == 4
+    for seed in range(3):
+        scores = torch.randn(n_users, n_items, generator=torch.Generator().manual_seed(seed))
+        users, fresh = full_ranking_per_user(lambda u, s=scores: s[u], n_users, n_items, target, exclude, (5, 10), 6)
+        again = kept.per_user(lambda u, s=scores: s[u])
+        assert torch.equal(users, kept.users)
+        assert fresh.keys() == again.keys() and all(torch.equal(fresh[k], again[k]) for k in fresh)

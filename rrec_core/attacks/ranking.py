@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from rrec_core import ops
 from rrec_core.attacks.pairwise import Norm, radius
-from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, full_ranking_per_user
+from rrec_core.evaluation.ranking import FullRanking, _batch_mask, _sorted_pairs
 
 Objective = Literal["listwise", "margin"]
 TERMS_CACHE_BYTES = 256 * 2**20
@@ -150,9 +150,11 @@ def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude
     gen = torch.Generator().manual_seed(attack.seed)
     ks = tuple(sorted(set(ks) | {10}))
 
+    ranking = FullRanking(n_users, n_items, target, exclude, ks, batch_users)
+
     def evaluate(dU, dV):
         Ua, Va = U0 + dU, V0 + dV
-        return full_ranking_per_user(lambda u: Ua[u] @ Va.T, n_users, n_items, target, exclude, ks, batch_users)
+        return ranking.users, ranking.per_user(lambda u: Ua[u] @ Va.T)
 
     blocks = [users[s:s + batch_users] for s in range(0, len(users), batch_users)]
     # the terms do not change between steps: keep them while they are small (a float per score), else

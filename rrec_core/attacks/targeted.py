@@ -28,7 +28,7 @@ import torch
 
 from rrec_core import ops
 from rrec_core.attacks.pairwise import Norm
-from rrec_core.evaluation.ranking import _batch_mask, _sorted_pairs, full_ranking_per_user
+from rrec_core.evaluation.ranking import FullRanking, _batch_mask, _sorted_pairs
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,12 @@ def targeted_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclud
               for b, sg in zip(blocks, signs)]
     block_of = {int(b[0]): j for j, b in enumerate(blocks)}
 
+    ranking = FullRanking(n_users, n_items, target, exclude, ks, batch_users)
+
     def evaluate() -> dict[str, torch.Tensor]:
         Ua = U0 + dU
-        # full_ranking_per_user scores the same blocks of the same sorted users
-        return full_ranking_per_user(lambda u: targeted_scores(Ua[u], V0, r_v, signs[block_of[int(u[0])]], attack.norm),
-                                     n_users, n_items, target, exclude, ks, batch_users)[1]
+        # the evaluation scores the same blocks of the same sorted users
+        return ranking.per_user(lambda u: targeted_scores(Ua[u], V0, r_v, signs[block_of[int(u[0])]], attack.norm))
 
     worst = evaluate()
     for step in range(attack.steps):

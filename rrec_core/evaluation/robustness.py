@@ -32,7 +32,7 @@ from rrec_core.results import (
     WorstCase,
 )
 
-KEYS = ("ndcg@10", "recall@10", "hit@10", "mrr@10")
+KEYS = ("ndcg@10", "recall@10", "hit@10", "mrr@10")  # the attacks are evaluated at k = 10 only
 
 
 def _radii(cfg: RobustnessConfig, norm: str) -> list[tuple[Literal["absolute", "relative"], float]]:
@@ -101,7 +101,7 @@ def evaluate_robustness(models: dict[str, Recommender], split: Split, cfg: Robus
         per_radius: dict[tuple, list[tuple[str, torch.Tensor]]] = {}
         for attack in tqdm(grid, desc=f"attack {name}", disable=not progress, unit="attack"):
             if isinstance(attack, RankingAttack):
-                r = ranking_attack(U, V, target, exclude, attack, ks=eval_cfg.ks, batch_users=eval_cfg.batch_users)
+                r = ranking_attack(U, V, target, exclude, attack, ks=(10,), batch_users=eval_cfg.batch_users)
                 per_user = r.per_user
                 kind, objective, restarts = "pgd", attack.label, attack.restarts
             else:
@@ -115,7 +115,7 @@ def evaluate_robustness(models: dict[str, Recommender], split: Split, cfg: Robus
                 (attack.name, per_user["ndcg@10"]))
         targeted = []
         for t in per_user_grid(cfg):
-            _, per_user = targeted_attack(U, V, target, exclude, t, ks=eval_cfg.ks, batch_users=eval_cfg.batch_users)
+            _, per_user = targeted_attack(U, V, target, exclude, t, ks=(10,), batch_users=eval_cfg.batch_users)
             m = {k: per_user[k].mean().item() for k in KEYS}
             targeted.append(PerUserOutcome(norm=t.norm, scale=t.scale, eps=t.eps, steps=t.steps,
                                            metrics={k: round(m[k], 6) for k in KEYS},
