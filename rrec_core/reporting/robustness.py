@@ -115,8 +115,10 @@ def report_markdown(result: RobustnessResult, image: str | None = None) -> str:
              "candidates; margin to the k-th best candidate; in both balls; random restarts, each user at its worst iterate). The worst",
              "case is, per user, the lowest NDCG@10 over every attack at that radius, then averaged.",
              "`absolute` radii are in embedding units; `relative` radii are fractions of each row's own L2",
-             "norm. Norms are the mean L2 norm of the user and item vectors that the attack perturbs.", "",
-             "## Headline: per-user worst case over the suite, L2", "",
+             "norm. Norms are the mean L2 norm of the user and item vectors that the attack perturbs.",
+             "Every suite attack perturbs the tables once for all users; the per-user attacker column is the",
+             "other threat model (one user attacked at a time; its own section below).", "",
+             "## Headline: worst case over the suite (shared tables), L2", "",
              headline(result).to_markdown(floatfmt=".4f"), ""]
     if image:
         lines += [f"![NDCG@10 vs eps]({image})", ""]
