@@ -2,6 +2,7 @@
 (the `rrec_config` resource), calls one rrec_core.pipeline function, attaches the metadata a user
 wants to see, and returns the artefact (saved, with its published files, by ArtifactIOManager)."""
 import base64
+from pathlib import Path
 
 import pandas as pd
 from dagster import (
@@ -116,21 +117,28 @@ def _gate_spec(asset_name: str) -> AssetCheckSpec:
 
 def _quality_gate(context: AssetExecutionContext, trained: TrainedModels, cfg):
     """The gate's check result, then (failed) QualityGateError before the output: the artefact on disk stays the
-    previous one. Previous numbers come from the last materialization's `gate_numbers` metadata."""
-    from rrec_core.gates import check_gate, gate_numbers
+    previous one. Previous numbers: those of that artefact on disk (what a failed gate keeps; after `dvc
+    checkout` or `git checkout` it is not the last run's), else the last materialization's `gate_numbers`."""
+    from rrec_core.gates import check_gate, gate_numbers, gate_numbers_of_artefact
+    from rrec_core.outputs import ARTIFACTS_DIR
 
     numbers = gate_numbers(trained.histories, {n: m.meta["best_epoch"] for n, m in trained.models.items()})
+    on_disk = Path(ARTIFACTS_DIR) / context.asset_key.to_user_string()
+    previous = gate_numbers_of_artefact(on_disk)
+    source = f"the artefact on disk ({on_disk})"
     last = context.instance.get_latest_materialization_event(context.asset_key)
-    previous = None
-    if last is not None and last.asset_materialization is not None:
-        value = last.asset_materialization.metadata.get("gate_numbers")
-        previous = getattr(value, "value", None) if value is not None else None
-    gate = check_gate(numbers, previous if isinstance(previous, dict) else None, cfg)
+    if previous is None:
+        source = "none"
+        if last is not None and last.asset_materialization is not None:
+            value = last.asset_materialization.metadata.get("gate_numbers")
+            value = getattr(value, "value", None) if value is not None else None
+            if isinstance(value, dict):
+                previous, source = value, f"the last materialization (run {last.run_id})"
+    gate = check_gate(numbers, previous, cfg)
     passed = gate.passed or not cfg.enabled
     check = AssetCheckResult(check_name=GATE_CHECK, passed=passed, severity=AssetCheckSeverity.ERROR,
                              metadata={"gate": MetadataValue.md(gate.markdown()), "enabled": cfg.enabled,
-                                       "previous_run": last.run_id if last is not None else "none",
-                                       "failures": "; ".join(gate.failures()) or "none"})
+                                       "previous": source, "failures": "; ".join(gate.failures()) or "none"})
     return numbers, gate, check, passed
 
 
@@ -161,14 +169,15 @@ def pretrain_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig,
 
 
 @asset(group_name=GROUP, description="Item cold start: a share of the items loses every training interaction; "
-                                     "MF-BPR, the text hybrid with and without the cold-start treatment, random, "
+                                     "MF-BPR, the text hybrid with and without the cold-start treatment (and with "
+                                     "the new-item guard), random, "
                                      "popularity and text-kNN rank all items; metrics on all, warm and cold test pairs.")
 def cold_start_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig,
                           validated_interactions: ValidatedData,
                           item_text_embeddings: ItemTextEmbeddings) -> Output[ColdStartEvaluation]:
     cfg = rrec_config.resolve()
     ev = pipeline.evaluate_cold_start_stage(validated_interactions, item_text_embeddings, cfg.cold_start,
-                                            cfg.pretrain, cfg.evaluation)
+                                            cfg.pretrain, cfg.evaluation, guard=cfg.new_item_guard)
     r = ev.result
     if not r.enabled:
         return Output(ev, metadata={"enabled": False})
@@ -272,18 +281,21 @@ def poisoning_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig
     return Output(ev, metadata=meta)
 
 
-@asset(group_name=GROUP, description="Pretrained and adversarial models side by side under embedding attacks.")
+@asset(group_name=GROUP, description="Pretrained and adversarial models side by side under embedding attacks; "
+                                     "the report (reports/robustness.md) also carries the poisoning and text "
+                                     "tampering sections.")
 def robustness_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig,
                           pretrained_recommender: TrainedModels, adversarial_recommender: TrainedModels,
                           validated_interactions: ValidatedData,
-                          poisoning_evaluation: PoisoningEvaluation) -> Output[RobustnessEvaluation]:
+                          poisoning_evaluation: PoisoningEvaluation,
+                          text_attack_evaluation: TextAttackEvaluation) -> Output[RobustnessEvaluation]:
     from rrec_core.outputs import REPORT
     from rrec_core.reporting.robustness import headline
 
     cfg = rrec_config.resolve()
     ev = pipeline.evaluate_robustness_stage(pretrained_recommender, adversarial_recommender, validated_interactions,
                                             cfg.robustness, cfg.evaluation, progress=False,
-                                            poisoning=poisoning_evaluation)
+                                            poisoning=poisoning_evaluation, text_attacks=text_attack_evaluation)
     return Output(ev, metadata={
         "headline": MetadataValue.md(headline(ev.result).to_markdown(floatfmt=".4f")),
         "ndcg_vs_eps": _png_md(ev.figure_png), "report": REPORT, "n_attacks": len(ev.result.grid),
@@ -309,14 +321,15 @@ def recommendations(context: AssetExecutionContext, rrec_config: RrecConfig, pre
 @asset(group_name=GROUP, description="Text tampering: each target's title attacked (look-alike/invisible characters "
                                      "and typos, encoder-space word substitution, popular-item imitation) against "
                                      "the pretrained and adversarial text hybrids, warm and cold targets, MF-BPR "
-                                     "as the text-blind control; clean, attacked and sanitized exposure@50.")
+                                     "as the text-blind control, cold targets also through the new-item guard; clean, "
+                                     "attacked and sanitized exposure@50.")
 def text_attack_evaluation(context: AssetExecutionContext, rrec_config: RrecConfig,
                            pretrained_recommender: TrainedModels, adversarial_recommender: TrainedModels,
                            validated_interactions: ValidatedData,
                            item_text_embeddings: ItemTextEmbeddings) -> Output[TextAttackEvaluation]:
     cfg = rrec_config.resolve()
     ev = pipeline.evaluate_text_attack_stage(pretrained_recommender, adversarial_recommender, validated_interactions,
-                                             item_text_embeddings, cfg.text_attacks)
+                                             item_text_embeddings, cfg.text_attacks, cfg.new_item_guard)
     r = ev.result
     if not r.enabled:
         return Output(ev, metadata={"enabled": False})
@@ -324,9 +337,16 @@ def text_attack_evaluation(context: AssetExecutionContext, rrec_config: RrecConf
                                  "sanitized HR@50": a.sanitized.hr50, "test NDCG@10": a.test_ndcg10,
                                  "survives sanitizer": a.survives_sanitizer}
             for name, m in r.models.items() for kind, a in m.attacks.items()}
-    return Output(ev, metadata={"n_targets": len(r.targets), "mean_audience": r.mean_audience,
-                                "results": MetadataValue.md(pd.DataFrame(rows).T.to_markdown(floatfmt=".4f")),
-                                **_seconds(ev.timings)})
+    from rrec_core.reporting.text_attacks import guard_shares
+
+    meta = {"n_targets": len(r.targets), "mean_audience": r.mean_audience,
+            "results": MetadataValue.md(pd.DataFrame(rows).T.to_markdown(floatfmt=".4f")),
+            "figure": _png_md(ev.figure_png), **_seconds(ev.timings)}
+    for kind, shares in guard_shares(r).items():  # promotion the new-item guard leaves of the unguarded one
+        for defence, share in shares.items():
+            if share is not None:
+                meta[f"{kind}/promotion_kept_by_{defence.replace('+', '_and_')}"] = share
+    return Output(ev, metadata=meta)
 
 
 def _training_metadata(trained: TrainedModels) -> dict:

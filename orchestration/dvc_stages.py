@@ -241,10 +241,13 @@ def stage_table() -> dict:
         stage: dict = {"cmd": "mkdir -p .dagster && DAGSTER_HOME=\"$(pwd)/.dagster\" .venv/bin/dagster asset materialize "
                               f"-m orchestration.definitions --select {name}",
                        "deps": deps + code_deps(fn), "params": params_used(fn),
-                       "outs": [f"{ARTIFACTS_DIR}/{name}"]}
+                       # persist: DVC must not delete the previous output before the stage runs; the IO manager
+                       # replaces it atomically when the asset succeeds, so a stage that fails (a quality gate,
+                       # bad data) leaves the previous artefact in place, as under Dagster
+                       "outs": [{f"{ARTIFACTS_DIR}/{name}": {"persist": True}}]}
         for d in published_by(name):
             key = {"metrics": "metrics", "plots": "plots", "outs": "outs"}[d.kind]
-            stage.setdefault(key, []).append({d.path: {"cache": False}})
+            stage.setdefault(key, []).append({d.path: {"cache": False, "persist": True}})
         stages[name] = stage
     return stages
 

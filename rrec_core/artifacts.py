@@ -250,23 +250,28 @@ class PoisoningEvaluation:
 
 @dataclass
 class RobustnessEvaluation:
-    """Every model under every embedding attack; the report also carries the poisoning section."""
+    """Every model under every embedding attack; the report also carries the poisoning and text tampering
+    sections."""
 
     result: RobustnessResult
     poisoning: PoisoningResult | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per model
+    text_attacks: TextAttackResult | None = None
 
     def save(self, path: Path) -> None:
         write_text(path / "metrics.json", self.result.to_json())
         if self.poisoning is not None:
             write_text(path / "poisoning.json", self.poisoning.to_json())
+        if self.text_attacks is not None:
+            write_text(path / "text_attacks.json", self.text_attacks.to_json())
         _save_timings(path, self.timings)
 
     @classmethod
     def load(cls, path: Path) -> "RobustnessEvaluation":
-        pois = path / "poisoning.json"
+        pois, text = path / "poisoning.json", path / "text_attacks.json"
         return cls(RobustnessResult.from_json((path / "metrics.json").read_text()),
-                   PoisoningResult.from_json(pois.read_text()) if pois.exists() else None, _load_timings(path))
+                   PoisoningResult.from_json(pois.read_text()) if pois.exists() else None, _load_timings(path),
+                   TextAttackResult.from_json(text.read_text()) if text.exists() else None)
 
     @cached_property
     def figure_png(self) -> bytes:
@@ -282,6 +287,10 @@ class RobustnessEvaluation:
             from rrec_core.reporting.poisoning import poisoning_markdown
 
             report = report.rstrip("\n") + "\n\n" + poisoning_markdown(self.poisoning, image="poisoning.png")
+        if self.text_attacks is not None and self.text_attacks.enabled:
+            from rrec_core.reporting.text_attacks import text_attacks_markdown
+
+            report = report.rstrip("\n") + "\n\n" + text_attacks_markdown(self.text_attacks, image="text_attacks.png")
         return report
 
     def published(self) -> dict:
@@ -355,5 +364,11 @@ class TextAttackEvaluation:
     def load(cls, path: Path) -> "TextAttackEvaluation":
         return cls(TextAttackResult.from_json((path / "metrics.json").read_text()), _load_timings(path))
 
+    @cached_property
+    def figure_png(self) -> bytes:
+        from rrec_core.reporting.text_attacks import plot_text_attacks
+
+        return plot_text_attacks(self.result)
+
     def published(self) -> dict:
-        return {"metrics": self.result.to_json().encode()}
+        return {"metrics": self.result.to_json().encode(), "figure": self.figure_png}

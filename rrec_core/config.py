@@ -579,6 +579,8 @@ class TextAttackConfig(_Strict):
     """Words the word attack may replace by encoder-space neighbours."""
     imitation_budget: int = 5
     """Words the imitation attack may add from the titles and genres of the audience's favourite items."""
+    hotflip_budget: int = 3
+    """Words the white-box HotFlip attack replaces (gradient-ranked whole-word tokens of the encoder)."""
     imitation_items: int = 30
     """Most popular training items whose words the imitation attack draws from."""
     candidates: int = 48
@@ -587,6 +589,23 @@ class TextAttackConfig(_Strict):
     """The attacks maximize a smooth HR@objective_k over the target's audience."""
     seed: int = 0
     """Seed of the target draw and of the char attack's edits."""
+
+
+class NewItemGuardConfig(_Strict):
+    """How the text hybrid serves items known only by their text (rrec_core.models.new_items): the part of a
+    new item's vector that sets its exposure to every user fixed at the trained items' median, the rest
+    capped in norm. Measured against the text attacks (cold targets) and for its cost on cold-start items."""
+
+    enabled: bool = True
+    """Evaluate the guard: a guarded row in text_attack_evaluation (attacks re-run against it) and in
+    cold_start_evaluation (its cost on genuinely new items)."""
+    rest_quantile: float | None = 0.9
+    """Norm cap of a new item's taste part: this quantile of the trained items' (None: no cap)."""
+    level_quantile: float = Field(default=0.5, ge=0.0, le=1.0)
+    """A new item's level along the users' mean direction: this quantile of the trained items'."""
+    cap_level: bool = False
+    """False: every new item is served at that level; True: at most at it (text may still lower it). Measured
+    trade-offs of both: docs/text_attacks.md."""
 
 
 class GateConfig(_Strict):
@@ -662,6 +681,8 @@ class PipelineConfig(_Strict):
     """GAN fake-profile generator."""
     text_attacks: TextAttackConfig = Field(default_factory=TextAttackConfig)
     """Text tampering evaluation."""
+    new_item_guard: NewItemGuardConfig = Field(default_factory=NewItemGuardConfig)
+    """How items known only by their text are served (the defence of new items against text tampering)."""
     gates: GateConfig = Field(default_factory=GateConfig)
     """Quality gates of retraining."""
     recommendations: RecommendConfig = Field(default_factory=RecommendConfig)

@@ -1,13 +1,18 @@
 """Quality gates of scheduled retraining: a retrained model may replace the current one only if it is good
 enough (a floor from params.yaml) and not worse than the model it replaces (beyond a stated tolerance).
 
-The orchestration passes in the validation numbers of the new models and of the previous
-materialization (Dagster metadata); a failed gate keeps the previous artefact and blocks everything
-downstream (orchestration/assets.py). Validation numbers only: the test set never decides anything.
+The orchestration passes in the validation numbers of the new models and of the models a failed gate would
+keep: the artefact on disk (`gate_numbers_of_artefact`), which after `dvc checkout`, `dvc pull` or a
+`git checkout` of an older commit is not the last run's; the last materialization's metadata only where no
+artefact is on disk. A failed gate keeps the artefact and blocks everything downstream
+(orchestration/assets.py; under `dvc repro` too: the stages' outputs are `persist`, so DVC does not delete
+them before the stage runs). Validation numbers only: the test set never decides anything.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from rrec_core.config import GateConfig
 
@@ -95,3 +100,16 @@ def gate_numbers(histories: dict[str, list[dict]], best_epochs: dict[str, int]) 
             row["valid_worst_case"] = float(best[0]["valid_ndcg@10_attacked"])
         out[name] = row
     return out
+
+
+def gate_numbers_of_artefact(path: str | Path) -> dict[str, dict[str, float]] | None:
+    """The gate numbers of the trained models saved at `path` (a TrainedModels artefact directory: models.json,
+    each model's config.json with its best epoch and history.json), or None when no complete artefact is there."""
+    path = Path(path)
+    try:
+        names = json.loads((path / "models.json").read_text())
+        histories = {n: json.loads((path / n / "history.json").read_text()) for n in names}
+        best = {n: int(json.loads((path / n / "config.json").read_text())["meta"]["best_epoch"]) for n in names}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return gate_numbers(histories, best) or None

@@ -30,7 +30,8 @@ PUBLISHED: dict[str, tuple[Published, ...]] = {
     "cold_start_evaluation": (Published("metrics", "metrics/cold_start.json", "metrics"),),
     "distillation": (Published("metrics", "metrics/distillation.json", "metrics"),),
     "gan_samples": (Published("metrics", "metrics/gan.json", "metrics"),),
-    "text_attack_evaluation": (Published("metrics", "metrics/text_attacks.json", "metrics"),),
+    "text_attack_evaluation": (Published("metrics", "metrics/text_attacks.json", "metrics"),
+                               Published("figure", "reports/text_attacks.png", "plots")),
     # its own folder: a DVC output belongs to one stage (metrics/curves is pretraining's)
     "adversarial_recommender": (Published("curves", "metrics/adversarial_curves", "plots", directory=True),),
     "poisoning_evaluation": (Published("metrics", "metrics/poisoning.json", "metrics"),

@@ -40,6 +40,7 @@ from rrec_core.config import (
     EvalConfig,
     GanConfig,
     MFConfig,
+    NewItemGuardConfig,
     PoisoningEvalConfig,
     PretrainConfig,
     RecommendConfig,
@@ -269,14 +270,15 @@ def evaluate_pretrained(models: TrainedModels, data: ValidatedData, cfg: EvalCon
 
 def evaluate_cold_start_stage(data: ValidatedData, text: ItemTextEmbeddings, cfg: ColdStartConfig,
                               pretrain_cfg: PretrainConfig, eval_cfg: EvalConfig,
-                              progress: bool = False) -> ColdStartEvaluation:
+                              progress: bool = False, guard: NewItemGuardConfig | None = None) -> ColdStartEvaluation:
     """Hold items out of training and compare how MF-BPR, the hybrid, the treated hybrid and the
     controls rank them (rrec_core.evaluation.cold_start)."""
     from rrec_core.evaluation.cold_start import evaluate_cold_start
 
     if not cfg.enabled:
         return ColdStartEvaluation(ColdStartResult(enabled=False))
-    result, seconds = evaluate_cold_start(data, text.emb.embeddings, pretrain_cfg, cfg, eval_cfg, progress=progress)
+    result, seconds = evaluate_cold_start(data, text.emb.embeddings, pretrain_cfg, cfg, eval_cfg, progress=progress,
+                                          guard=guard)
     return ColdStartEvaluation(result, seconds)
 
 
@@ -343,14 +345,17 @@ def evaluate_poisoning_stage(raw: RawData, data: ValidatedData, gan: GanSamples 
 
 def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
                               cfg: RobustnessConfig, eval_cfg: EvalConfig, progress: bool = True,
-                              poisoning: PoisoningEvaluation | None = None) -> RobustnessEvaluation:
-    """Attack every pretrained and adversarial model; the report carries the poisoning section too."""
+                              poisoning: PoisoningEvaluation | None = None,
+                              text_attacks: TextAttackEvaluation | None = None) -> RobustnessEvaluation:
+    """Attack every pretrained and adversarial model; the report carries the poisoning and text tampering
+    sections too."""
     from rrec_core.evaluation.robustness import evaluate_robustness
 
     models = {f"pretrained/{k}": m for k, m in pretrained.models.items()}
     models.update({f"adversarial/{k}": m for k, m in adversarial.models.items()})
     result, seconds = evaluate_robustness(models, data.split, cfg, eval_cfg, progress=progress)
-    return RobustnessEvaluation(result, poisoning.result if poisoning is not None else None, seconds)
+    return RobustnessEvaluation(result, poisoning.result if poisoning is not None else None, seconds,
+                                text_attacks.result if text_attacks is not None else None)
 
 
 def recommend_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
@@ -367,7 +372,8 @@ def recommend_stage(pretrained: TrainedModels, adversarial: TrainedModels, data:
 
 
 def evaluate_text_attack_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,
-                               text: ItemTextEmbeddings, cfg: TextAttackConfig) -> TextAttackEvaluation:
+                               text: ItemTextEmbeddings, cfg: TextAttackConfig,
+                               guard: NewItemGuardConfig | None = None) -> TextAttackEvaluation:
     """Each text attack against each model that reads text, warm and cold targets, MF-BPR as the control
     (rrec_core.evaluation.text_attacks)."""
     from rrec_core.evaluation.text_attacks import evaluate_text_attacks
@@ -382,5 +388,5 @@ def evaluate_text_attack_stage(pretrained: TrainedModels, adversarial: TrainedMo
                     towers[f"{stage}/{name}"] = trained.towers[name]
     models = dict(sorted(models.items(), key=lambda kv: (kv[0].endswith("mf_bpr"), kv[0].startswith("adversarial"))))
     result, seconds = evaluate_text_attacks(data.split, data.items, text.emb.config, models, cfg,
-                                            text.emb.config["text_template"], towers)
+                                            text.emb.config["text_template"], towers, guard)
     return TextAttackEvaluation(result, seconds)

@@ -301,6 +301,9 @@ class TextAttackModel(Result):
     reads_text: bool
     targets_cold: bool
     """True: the targets are served as new items (no ID row of their own: generated from their text)."""
+    new_item_guard: bool = False
+    """True: the cold targets are served through a NewItemGuard (rrec_core.models.new_items), and every
+    attack searched against that guarded serving."""
     clean_test_ndcg10: float
     clean: TargetExposure
     attacks: dict[str, TextAttackRow] = {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rrec_core.config import ColdStartConfig, EvalConfig, HybridConfig, MFConfig, PretrainConfig
+from rrec_core.config import ColdStartConfig, EvalConfig, HybridConfig, MFConfig, NewItemGuardConfig, PretrainConfig
 from rrec_core.data.cold import hold_out_items
 from rrec_core.data.split import Split
 from rrec_core.evaluation.cold_start import cold_start_metrics, evaluate_cold_start, popularity_scorer
@@ -89,9 +89,14 @@ def test_cold_start_treatment_lets_text_rank_the_cold_items(tmp_path):
                           text_hybrid=HybridConfig(embedding_dim=8, lr=0.01, text_lr=0.01, batch_size=256, epochs=40,
                                                    patience=100, device="cpu"))
     result, timings = evaluate_cold_start(SimpleNamespace(split=split), text, pcfg,
-                                          ColdStartConfig(item_share=0.2, seed=1, id_dropout=0.3), EvalConfig(ks=(10,)))
+                                          ColdStartConfig(item_share=0.2, seed=1, id_dropout=0.3), EvalConfig(ks=(10,)),
+                                          guard=NewItemGuardConfig(rest_quantile=0.9))
     m = result.models
-    assert set(m) == {"random", "popularity", "text_knn", "mf_bpr", "text_hybrid", "text_hybrid_cold_start"}
+    assert set(m) == {"random", "popularity", "text_knn", "mf_bpr", "text_hybrid", "text_hybrid_cold_start",
+                      "text_hybrid_cold_start_guarded"}
+    # the guard serves only the cold items differently: it changes their ranking, and the treated model
+    # it was fitted on is left unguarded for the rows recorded before it
+    assert m["text_hybrid_cold_start_guarded"].cold != m["text_hybrid_cold_start"].cold
     assert result.n_cold_test == 12 and result.n_cold_test_pairs > 0 and "mf_bpr/train" in timings
     treated = m["text_hybrid_cold_start"].cold["ndcg@10"]
     assert treated > 2 * m["random"].cold["ndcg@10"]

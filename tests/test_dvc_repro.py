@@ -71,6 +71,22 @@ def test_dvc_repro_runs_the_asset_chain(tmp_path, tiny_bert):
     assert "Running stage 'adversarial_recommender'" not in out  # not a dependency of the target
     assert "adversarial_recommender" in _run([dvc, "status"], repo).stdout  # but stale now
 
+    # a retrained model that fails its quality gate under `dvc repro`: the stage fails, and the previous model
+    # and its published curves are still on disk, byte for byte (DVC did not delete them before the stage ran)
+    _run([dvc, "repro", "pretrained_recommender"], repo)
+    kept = {p: p.read_bytes() for d in ("artifacts/pretrained_recommender", "metrics/curves")
+            for p in sorted((repo / d).rglob("*")) if p.is_file()}
+    assert any(p.suffix == ".safetensors" for p in kept)
+    params["gates"] = {**params.get("gates", {}), "enabled": True, "min_valid_ndcg": 0.99}  # out of reach
+    params["pretrain"]["mf_bpr"]["lr"] = 0.03
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _run([dvc, "repro", "pretrained_recommender"], repo, check=False)
+    assert proc.returncode != 0 and "quality gate failed" in proc.stdout + proc.stderr
+    assert {p: p.read_bytes() for p in kept} == kept
+    params["gates"]["min_valid_ndcg"] = 0.0
+    params["pretrain"]["mf_bpr"]["lr"] = 0.02
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
     # bad data fails the validation stage and nothing downstream runs
     inter = repo / "data" / "tiny" / "tiny.inter"
     lines = inter.read_text().splitlines()

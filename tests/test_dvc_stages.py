@@ -48,8 +48,20 @@ def test_published_files_are_declared_outputs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for asset, decls in PUBLISHED.items():
         declared = {next(iter(o)) for key in ("metrics", "plots", "outs") for o in stages[asset].get(key, [])
-                    if isinstance(o, dict)}
+                    if isinstance(o, dict) and not next(iter(o)).startswith("artifacts/")}
         assert {d.path for d in decls} == declared, asset
+
+
+def test_no_stage_output_is_deleted_before_its_stage_runs():
+    """DVC deletes a stage's outputs before running it unless they are `persist`; then a quality gate that fails
+    under `dvc repro` would leave no model at all. Every output is persistent: the IO manager replaces it
+    atomically when (and only when) the asset succeeds."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        outs = [o for key in ("metrics", "plots", "outs") for o in stage.get(key, [])]
+        assert {f"artifacts/{name}"} <= {next(iter(o)) for o in outs}, name
+        for o in outs:
+            assert isinstance(o, dict) and next(iter(o.values())).get("persist") is True, (name, o)
 
 
 @pytest.mark.skipif(_dvc() is None, reason="DVC tool environment not found (make setup creates .venv-dvc)")

@@ -75,7 +75,8 @@ def test_whole_chain_materializes(project):
 
     cold = ColdStartResult.from_json((root / "metrics" / "cold_start.json").read_text())
     assert cold.enabled and cold.n_cold_test >= 1 and set(cold.models) == {
-        "random", "popularity", "text_knn", "mf_bpr", "text_hybrid", "text_hybrid_cold_start"}
+        "random", "popularity", "text_knn", "mf_bpr", "text_hybrid", "text_hybrid_cold_start",
+        "text_hybrid_cold_start_guarded"}
     assert "text_hybrid_cold_start/cold_ndcg@10" in result.asset_materializations_for_node("cold_start_evaluation")[0].metadata
     from rrec_core.results import DistillationResult
 
@@ -210,6 +211,36 @@ def test_quality_gate_keeps_the_better_model_and_blocks_downstream(project):
     accepted = materialize(list(defs.assets), resources=defs.resources, instance=instance, selection=selection,
                            run_config=run_config({**sabotaged, "gates": {"enabled": False}}))
     assert accepted.success
+
+
+def test_the_gate_compares_with_the_model_on_disk_not_the_last_run(project):
+    """After `dvc checkout` or `git checkout` the model on disk is not the last run's; the gate judges a retrained
+    model against the one it would replace: the artefact on disk."""
+    import json
+
+    from dagster import DagsterInstance
+
+    root, _ = project
+    defs = _defs()
+    instance = DagsterInstance.ephemeral()
+    selection = "*pretrained_recommender"
+    assert materialize(list(defs.assets), resources=defs.resources, run_config=run_config(), instance=instance,
+                       selection=selection).success
+    # the model on disk is replaced by a (pretend) much better one, as a checkout of another version would
+    hist_path = root / "artifacts" / "pretrained_recommender" / "mf_bpr" / "history.json"
+    best = json.loads((hist_path.parent / "config.json").read_text())["meta"]["best_epoch"]
+    history = json.loads(hist_path.read_text())
+    for h in history:
+        if h["epoch"] == best:
+            h["valid_ndcg@10"] = 0.99
+    hist_path.write_text(json.dumps(history))
+    result = materialize(list(defs.assets), resources=defs.resources, run_config=run_config(), instance=instance,
+                         selection=selection, raise_on_error=False)
+    assert not result.success  # the same setting as the last run, but worse than the model on disk
+    gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "quality_gate"][0]
+    assert "below the previous 0.9900" in gate.metadata["failures"].value
+    assert "artefact on disk" in gate.metadata["previous"].value
+    assert json.loads(hist_path.read_text()) == history  # and it is kept
 
 
 def test_dirty_data_blocks_downstream(project):

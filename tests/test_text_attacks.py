@@ -73,9 +73,14 @@ def evaluated(tmp_path_factory, tiny_bert):
 def test_text_attacks_promote_cold_targets_and_leave_the_control_alone(evaluated):
     root, r = evaluated
     assert len(r.targets) == 3 and set(r.models) == {"pretrained/text_hybrid", "adversarial/text_hybrid",
-                                                     "pretrained/mf_bpr", "pretrained/text_hybrid (targets cold)"}
+                                                     "pretrained/mf_bpr", "pretrained/text_hybrid (targets cold)",
+                                                     "pretrained/text_hybrid (targets cold, guarded)"}
     cold = r.models["pretrained/text_hybrid (targets cold)"]
-    assert cold.targets_cold and set(cold.attacks) == {"char", "word", "imitation"}
+    assert cold.targets_cold and set(cold.attacks) == {"char", "word", "imitation", "hotflip"} and not cold.new_item_guard
+    guarded = r.models["pretrained/text_hybrid (targets cold, guarded)"]
+    assert guarded.targets_cold and guarded.new_item_guard and set(guarded.attacks) == set(cold.attacks)
+    # the guard only changes how the cold targets are served, so the warm rows are the unguarded ones
+    assert not any(m.new_item_guard for n, m in r.models.items() if not n.endswith("guarded)"))
     # every attack takes at least one improving step on a model that reads text, none lowers the target's
     # top-10 exposure, and the strongest raises it
     for row in cold.attacks.values():
@@ -92,3 +97,30 @@ def test_text_attacks_promote_cold_targets_and_leave_the_control_alone(evaluated
     for row in mf.attacks.values():
         assert row.undefended == mf.clean and row.test_ndcg10 == mf.clean_test_ndcg10
     assert (root / "metrics" / "text_attacks.json").exists()
+
+
+def test_hotflip_proposes_single_title_word_swaps_ranked_by_the_first_order_gain(tiny_bert):
+    from rrec_core.attacks.text import HotFlip, WordNeighbours
+    from rrec_core.config import EncoderConfig
+    from rrec_core.lm.encoder import encode_texts, load_language_model
+
+    cfg = EncoderConfig(model=str(tiny_bert), device="cpu")
+    tokenizer, lm = load_language_model(cfg)
+    lm.eval()
+    flip = HotFlip(tokenizer, lm, cfg.max_length, cfg.normalize, WordNeighbours(tokenizer, lm))
+    direction = torch.randn(lm.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    title = "Return of the Jedi"
+    render = "{} (1983). Genres: Action.".format
+    out = flip.propose(title, render(title), lambda vec: vec[0] @ direction, 12)
+    assert 0 < len(out) <= 12 and len(set(out)) == len(out)
+    for cand in out:
+        old, new = title.split(), cand.split()
+        assert len(old) == len(new) and sum(a != b for a, b in zip(old, new)) == 1  # one word swapped
+        swapped = next(b for a, b in zip(old, new) if a != b)
+        assert swapped.lower() in flip.words and len(swapped) >= 3
+    # the first-order ranking means something: the best-ranked swaps raise the score more than the
+    # worst-ranked ones, measured by encoding the candidates for real
+    worst = flip.propose(title, render(title), lambda vec: -(vec[0] @ direction), 12)
+    gain = lambda titles: encode_texts([render(t) for t in titles], tokenizer, lm, cfg, progress=False) @ direction  # noqa: E731
+    assert float(gain(out).mean()) > float(gain(worst).mean())
+    assert flip.propose("  Spaced   Title ", render("Spaced Title"), lambda vec: vec[0] @ direction, 5) == []

@@ -7,10 +7,13 @@ and the language model that encodes item text, and edits the target's title with
   word       each word replaced by one of its nearest neighbours in the encoder's own token-embedding
              space (budget: words replaced);
   imitation  words from the titles and genres of the items the target's audience likes most appended
-             to the title (budget: words added; popular-item imitation after TextSimu, no external LLM).
+             to the title (budget: words added; popular-item imitation after TextSimu, no external LLM);
+  hotflip    white-box, gradient-guided: each word of the title replaced by the whole-word token whose
+             first-order gain in the objective (the gradient with respect to the encoder's input token
+             embeddings, HotFlip after Ebrahimi et al. 2018) is largest (budget: words replaced).
 
 Every attack is a greedy search: at each of `budget` steps it encodes a batch of single edits of the
-current title with the real encoder, scores each against the audience, and keeps the best (the search
+current title (for hotflip, the edits the gradient ranks best) with the real encoder, scores each against the audience, and keeps the best (the search
 stops early when no edit helps). The objective is a smooth HR@50 over the audience: the mean of
 sigmoid((s_target - s_50th) / tau), s_50th each user's 50th best other score, tau the spread of those
 cut-offs / 20; the exact HR@50 breaks ties. Stealth is measured on the result: character edit
@@ -29,7 +32,7 @@ import torch
 
 from rrec_core.data.sanitize import sanitize_text
 
-Kind = Literal["char", "word", "imitation"]
+Kind = Literal["char", "word", "imitation", "hotflip"]
 
 # Latin letters and the Cyrillic/Greek letters drawn the same (the sanitizer folds these back)
 LOOKALIKES = {"a": "а", "c": "с", "e": "е", "i": "і", "o": "о", "p": "р", "x": "х", "y": "у", "A": "А", "B": "В",
@@ -124,6 +127,73 @@ def imitation_edits(title: str, words: list[str], n: int) -> list[str]:
     return [f"{title} {w}" for w in words if w not in present][:n]
 
 
+class HotFlip:
+    """Candidate word substitutions ranked by the gradient of an objective with respect to the encoder's input
+    token embeddings (white-box): replacing the word whose first token is t at position p by the whole-word
+    token w changes the objective by about (E[w] - E[t]) . grad_p (HotFlip's first-order estimate; the greedy
+    search then scores the best of them exactly). Only words of the title are edited; the rest of the item
+    text (year, genres) is the template's."""
+
+    def __init__(self, tokenizer, lm, max_length: int, normalize: bool, words: WordNeighbours) -> None:
+        self.tokenizer, self.lm, self.max_length, self.normalize = tokenizer, lm, max_length, normalize
+        self.words = words.words
+        self.ids = words.ids
+        self.table = lm.get_input_embeddings().weight.detach()[self.ids].float()  # [V, H]
+
+    def propose(self, title: str, text: str, score: Callable[[torch.Tensor], torch.Tensor], n: int) -> list[str]:
+        """The `n` single-word substitutions of `title` with the largest first-order gain. text: the item text
+        rendered with `title` (it must contain it); score([1, H] text vector) -> a scalar to maximize."""
+        from rrec_core.lm.encoder import mean_pool
+
+        start = text.find(title)
+        if start < 0:  # the template collapses runs of whitespace; such a title is left as it is
+            return []
+        enc = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt",
+                             return_offsets_mapping=True)
+        offsets = enc.pop("offset_mapping")[0].tolist()
+        device = next(self.lm.parameters()).device
+        enc = enc.to(device)
+        embedding = self.lm.get_input_embeddings()
+        with torch.enable_grad():
+            states = embedding(enc["input_ids"]).detach().requires_grad_(True)
+            hidden = self.lm(inputs_embeds=states, attention_mask=enc["attention_mask"]).last_hidden_state
+            vec = mean_pool(hidden, enc["attention_mask"]).float()
+            if self.normalize:
+                vec = torch.nn.functional.normalize(vec, dim=-1)
+            value = score(vec)
+            if not value.requires_grad:  # a model that reads no text: no edit can move its score
+                return []
+            grad, = torch.autograd.grad(value, states, allow_unused=True)
+        if grad is None:
+            return []
+        grad = grad[0].float().cpu()
+        spans, positions = [], []
+        for m in _WORD.finditer(title):
+            a, b = start + m.start(), start + m.end()
+            first = next((i for i, (s, e) in enumerate(offsets) if e > s and s >= a and e <= b), None)
+            if first is not None:
+                spans.append((m.start(), m.end()))
+                positions.append(first)
+        if not positions:
+            return []
+        g = grad[positions]  # [P, H]
+        current = embedding.weight.detach()[enc["input_ids"][0, positions].cpu()].float()
+        gain = g @ self.table.to(g).T - (current * g).sum(1, keepdim=True)  # [P, V]
+        out: list[str] = []
+        for flat in gain.flatten().argsort(descending=True).tolist():
+            p, w = divmod(flat, len(self.words))
+            a, b = spans[p]
+            word = self.words[w]
+            if word.lower() == title[a:b].lower():
+                continue
+            if title[a].isupper():
+                word = word.capitalize()
+            out.append(title[:a] + word + title[b:])
+            if len(dict.fromkeys(out)) >= n:
+                break
+        return list(dict.fromkeys(out))[:n]
+
+
 @dataclass
 class TextAttackOutcome:
     title: str
@@ -134,8 +204,9 @@ class TextAttackOutcome:
 
 def greedy_text_attack(title: str, spec: TextAttackSpec, objective: Callable[[list[str]], torch.Tensor],
                        neighbours: WordNeighbours | None = None, imitation: list[str] | None = None,
-                       seed: int = 0) -> TextAttackOutcome:
-    """The best title the greedy search finds within the budget; objective(titles) -> [len(titles)] scores."""
+                       seed: int = 0, propose: Callable[[str, int], list[str]] | None = None) -> TextAttackOutcome:
+    """The best title the greedy search finds within the budget; objective(titles) -> [len(titles)] scores.
+    propose(title, n): the hotflip attack's candidate edits of the current title."""
     rng = random.Random(seed)
     current = title
     best = float(objective([title])[0])
@@ -146,6 +217,9 @@ def greedy_text_attack(title: str, spec: TextAttackSpec, objective: Callable[[li
         elif spec.kind == "word":
             assert neighbours is not None
             cands = word_edits(current, neighbours, spec.candidates, rng)
+        elif spec.kind == "hotflip":
+            assert propose is not None
+            cands = propose(current, spec.candidates)
         else:
             cands = imitation_edits(current, imitation or [], spec.candidates)
         if not cands:

@@ -16,10 +16,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rrec_core.config import ColdStartConfig, EvalConfig, PretrainConfig
+from rrec_core.config import ColdStartConfig, EvalConfig, NewItemGuardConfig, PretrainConfig
 from rrec_core.data.cold import ColdStartSplit, hold_out_items
 from rrec_core.evaluation.ranking import evaluate_full_ranking
-from rrec_core.models import Recommender
+from rrec_core.models import Recommender, TextHybrid
 from rrec_core.results import ColdStartModel, ColdStartResult
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,12 @@ def cold_start_metrics(score: Scorer, cs: ColdStartSplit, ks=(10, 20), batch_use
 
 
 def evaluate_cold_start(data, text: torch.Tensor, pretrain_cfg: PretrainConfig, cfg: ColdStartConfig,
-                        eval_cfg: EvalConfig, progress: bool = False) -> tuple[ColdStartResult, dict[str, float]]:
+                        eval_cfg: EvalConfig, progress: bool = False, guard: NewItemGuardConfig | None = None
+                        ) -> tuple[ColdStartResult, dict[str, float]]:
     """Hold items out, train MF-BPR, the hybrid and the hybrid with the cold-start treatment on the rest,
-    and compare them with the controls. `data` is the validated data (its split), `text` [n_items, H]."""
+    and compare them with the controls. `data` is the validated data (its split), `text` [n_items, H].
+    With `guard` enabled the treated hybrid is also scored with its cold items served through a
+    NewItemGuard (what the defence against text tampering costs genuinely new items)."""
     from rrec_core.training.loop import build_model, train_recommender, warm_start_from
 
     split = data.split
@@ -112,6 +115,12 @@ def evaluate_cold_start(data, text: torch.Tensor, pretrain_cfg: PretrainConfig, 
                                 text_lr=hcfg.text_lr)
         timings[f"{name}/train"] = round(time.perf_counter() - t0, 1)
         record(name, model_scorer(res.model), res.best_epoch)
+        if hcfg.cold_start and guard is not None and guard.enabled:
+            treated = res.model
+            assert isinstance(treated, TextHybrid)
+            treated.fit_new_item_guard(guard.rest_quantile, guard.level_quantile, guard.cap_level)
+            record(f"{name}_guarded", model_scorer(treated), res.best_epoch)
+            treated.set_new_item_guard(None)
     n_cold_pairs = int(np.isin(cs.split.test[:, 1], cs.cold_test).sum())
     result = ColdStartResult(item_share=cfg.item_share, seed=cfg.seed, n_cold_valid=len(cs.cold_valid),
                              n_cold_test=len(cs.cold_test), n_cold_test_pairs=n_cold_pairs,

@@ -3,7 +3,9 @@
 Targets: 1% of the items, drawn among unpopular ones. Models: the pretrained and the adversarial text
 hybrid with the targets as they are (warm: their ID rows were trained), the pretrained hybrid with the
 targets served as new items (cold: no ID row, generated from their text by the cold map fitted on the
-other items), and MF-BPR, which reads no text (the control: its numbers cannot move). For each model and
+other items), the same with its cold targets served through a NewItemGuard (the defence for new items;
+every attack searches against the guarded serving, so it is judged adaptively), and MF-BPR, which
+reads no text (the control: its numbers cannot move). For each model and
 attack, every target's title is attacked against that model, and the report gives the targets' HR@10,
 HR@50 (exposure@50) and rank percentile over their audiences (real users who never interacted with
 them) clean, attacked, and attacked then sanitized (the validation stage's defence), beside the model's
@@ -20,13 +22,14 @@ import pandas as pd
 import torch
 
 from rrec_core.attacks.text import (
+    HotFlip,
     TextAttackSpec,
     WordNeighbours,
     greedy_text_attack,
     imitation_words,
     survives_sanitizer,
 )
-from rrec_core.config import EncoderConfig, EvalConfig, TextAttackConfig
+from rrec_core.config import EncoderConfig, EvalConfig, NewItemGuardConfig, TextAttackConfig
 from rrec_core.data.sanitize import sanitize_text
 from rrec_core.data.split import Split
 from rrec_core.evaluation.ranking import evaluate_model
@@ -104,11 +107,12 @@ def tuned_language_model(lm: torch.nn.Module, tower_state: dict[str, torch.Tenso
 
 
 def evaluate_text_attacks(split: Split, items: pd.DataFrame, encoder_config: dict, models: dict[str, Recommender],
-                          cfg: TextAttackConfig, template: str, towers: dict[str, dict] | None = None
-                          ) -> tuple[TextAttackResult, dict[str, float]]:
+                          cfg: TextAttackConfig, template: str, towers: dict[str, dict] | None = None,
+                          guard: NewItemGuardConfig | None = None) -> tuple[TextAttackResult, dict[str, float]]:
     """(the result, seconds per model). models: name -> trained model ("pretrained/text_hybrid",
     "adversarial/text_hybrid", "pretrained/mf_bpr", ...); the first text hybrid is also evaluated with its
-    targets cold. towers: name -> fine-tuned LM layers of that model (their text goes through them)."""
+    targets cold (and, with `guard` enabled, cold through a NewItemGuard). towers: name -> fine-tuned LM
+    layers of that model (their text goes through them)."""
     from rrec_core.lm.encoder import encode_texts, item_texts, load_language_model
     from rrec_core.poisoning.shilling import select_targets
 
@@ -128,7 +132,8 @@ def evaluate_text_attacks(split: Split, items: pd.DataFrame, encoder_config: dic
     words = imitation_words(items, popular)
     specs = {"char": TextAttackSpec("char", cfg.char_budget, cfg.candidates),
              "word": TextAttackSpec("word", cfg.word_budget, cfg.candidates),
-             "imitation": TextAttackSpec("imitation", cfg.imitation_budget, cfg.candidates)}
+             "imitation": TextAttackSpec("imitation", cfg.imitation_budget, cfg.candidates),
+             "hotflip": TextAttackSpec("hotflip", cfg.hotflip_budget, cfg.candidates)}
 
     def texts_with(t: int, titles: list[str]) -> list[str]:
         rows = pd.DataFrame([items.iloc[t].to_dict()] * len(titles))
@@ -141,7 +146,7 @@ def evaluate_text_attacks(split: Split, items: pd.DataFrame, encoder_config: dic
         layers = m.meta.get("config", {}).get("lm_finetune_layers", 0) if tuned else 0
         readers[name] = tuned_language_model(lm, tuned, layers) if tuned and layers else lm
 
-    settings: list[tuple[str, Recommender, bool]] = []
+    settings: list[tuple[str, TextHybrid | Recommender, bool]] = []
     for name, m in models.items():
         settings.append((name, m, False))
     first_hybrid = next((n for n, m in models.items() if isinstance(m, TextHybrid)), None)
@@ -152,8 +157,15 @@ def evaluate_text_attacks(split: Split, items: pd.DataFrame, encoder_config: dic
         cold.fit_cold_map()  # the ID rows of new items, generated from text, fitted on every other item
         settings.append((f"{first_hybrid} (targets cold)", cold, True))
         readers[f"{first_hybrid} (targets cold)"] = readers[first_hybrid]
+        if guard is not None and guard.enabled:
+            guarded = copy.deepcopy(cold)
+            guarded.fit_new_item_guard(guard.rest_quantile, guard.level_quantile, guard.cap_level)
+            settings.append((f"{first_hybrid} (targets cold, guarded)", guarded, True))
+            readers[f"{first_hybrid} (targets cold, guarded)"] = readers[first_hybrid]
 
     result = TextAttackResult(targets=target_ids)
+    flippers: dict[int, HotFlip] = {}  # one per reading LM
+    encoded: dict[int, dict[str, torch.Tensor]] = {}  # reader -> text -> its LM vector
     seconds: dict[str, float] = {}
     ev = EvalConfig(ks=(10,))
     for name, model, cold_targets in settings:
@@ -167,12 +179,24 @@ def evaluate_text_attacks(split: Split, items: pd.DataFrame, encoder_config: dic
             clean = [exposure.of(t, V[t]) for t in targets]
             result.mean_audience = float(np.mean([len(exposure.audience[t]) for t in targets]))
             row = TextAttackModel(reads_text=reads_text, targets_cold=cold_targets,
+                                  new_item_guard=isinstance(model, TextHybrid) and model.new_item_guard_in_use() is not None,
                                   clean_test_ndcg10=round(evaluate_model(model, split, "test", ev)["ndcg@10"], 6),
                                   clean=_mean(clean))
             reader = readers[name]
 
             def encode(t: int, titles: list[str], reader: torch.nn.Module = reader) -> torch.Tensor:
-                return encode_texts(texts_with(t, titles), tokenizer, reader, enc_cfg, progress=False)
+                # the settings that read through the same LM search from the same titles (the same first
+                # candidates): each text is encoded once per reader
+                cache = encoded.setdefault(id(reader), {})
+                texts = texts_with(t, titles)
+                todo = list(dict.fromkeys(x for x in texts if x not in cache))
+                if todo:
+                    cache.update(zip(todo, encode_texts(todo, tokenizer, reader, enc_cfg, progress=False)))
+                return torch.stack([cache[x] for x in texts])
+
+            if id(reader) not in flippers:
+                flippers[id(reader)] = HotFlip(tokenizer, reader, enc_cfg.max_length, enc_cfg.normalize, neighbours)
+            flipper = flippers[id(reader)]
 
             for kind, spec in specs.items():
                 attacked, defended, outcomes, sims = [], [], [], []
@@ -181,10 +205,21 @@ def evaluate_text_attacks(split: Split, items: pd.DataFrame, encoder_config: dic
                     title = str(items.iloc[t]["title"])
 
                     def objective(titles: list[str], t: int = t, model: Recommender = model,
-                                  exposure: Exposure = exposure) -> torch.Tensor:
-                        return exposure.objective(t, vectors_for_features(model, t, encode(t, titles)))
+                                  exposure: Exposure = exposure, reads_text: bool = reads_text) -> torch.Tensor:
+                        # a model that reads no text gives every title the same vector: nothing to encode
+                        feats = encode(t, titles) if reads_text else torch.zeros(len(titles), 1)
+                        return exposure.objective(t, vectors_for_features(model, t, feats))
 
-                    out = greedy_text_attack(title, spec, objective, neighbours, words, seed=cfg.seed + t)
+                    def propose(current: str, n: int, t: int = t, model: Recommender = model, exposure: Exposure = exposure,
+                                flipper: HotFlip = flipper, reads_text: bool = reads_text) -> list[str]:
+                        if not reads_text:  # no gradient reaches a model that reads no text
+                            return []
+                        return flipper.propose(current, texts_with(t, [current])[0],
+                                               lambda vec: exposure.objective(t, vectors_for_features(model, t, vec))[0],
+                                               n)
+
+                    out = greedy_text_attack(title, spec, objective, neighbours, words, seed=cfg.seed + t,
+                                             propose=propose)
                     f_att, f_san, f_clean = encode(t, [out.title, sanitize_text(out.title)[0], title])
                     v = vectors_for_features(model, t, torch.stack([f_att, f_san]))
                     attacked.append(exposure.of(t, v[0]))

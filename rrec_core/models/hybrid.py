@@ -10,6 +10,10 @@ negative), so it is replaced by an ID vector generated from the item's text: `co
 regression from the normalized LM vector to the ID rows of the trained items (refitted by the trainer
 before every validation). `id_dropout` drops warm items' ID rows at that rate in training
 (DropoutNet's trick), so the text part learns to carry a score without them.
+
+A cold item's vector can pass through a `NewItemGuard` (rrec_core.models.new_items, buffer
+`new_item_guard`, off when zero): whoever writes a new item's title sets its whole vector, so the
+guard fixes the part that sets its audience-wide exposure and caps the rest (docs/text_attacks.md).
 """
 from __future__ import annotations
 
@@ -17,11 +21,13 @@ import torch
 from torch import nn
 
 from rrec_core.models.base import Recommender
+from rrec_core.models.new_items import NewItemGuard
 
 
 class TextHybrid(Recommender):
     model_type = "text_hybrid"
-    optional_state = ("item_id_mask", "cold_map")  # added with the cold-start treatment: all items known
+    # added with the cold-start treatment (all items known) and the new-item guard (off)
+    optional_state = ("item_id_mask", "cold_map", "new_item_guard", "new_item_guard_cap")
 
     def __init__(self, n_users: int, n_items: int, text_dim: int, dim: int = 64, text_dropout: float = 0.1,
                  id_dropout: float = 0.0, cold_map_reg: float = 1.0) -> None:
@@ -42,6 +48,9 @@ class TextHybrid(Recommender):
         self.register_buffer("text_features", torch.zeros(n_items, text_dim))
         self.register_buffer("item_id_mask", torch.ones(n_items))
         self.register_buffer("cold_map", torch.zeros(text_dim + 1, dim))  # [W; b], zero until fitted
+        # [direction; level; rest-norm cap (inf: none)] of a NewItemGuard; all zero: cold items unguarded
+        self.register_buffer("new_item_guard", torch.zeros(dim + 2))
+        self.register_buffer("new_item_guard_cap", torch.zeros(1))  # 1: the guard's level is a ceiling
         # set by a trainer that fine-tunes the LM: returns [n or len(items), text_dim] with grad
         self.text_override = None
 
@@ -92,6 +101,41 @@ class TextHybrid(Recommender):
         mask[torch.as_tensor(trained_items, dtype=torch.long, device=mask.device)] = 1.0
         self.item_id_mask.copy_(mask)
 
+    def set_new_item_guard(self, guard: NewItemGuard | None) -> None:
+        """Serve cold items through `guard` (None: unguarded)."""
+        if guard is None:
+            self.new_item_guard.zero_()
+            self.new_item_guard_cap.zero_()
+            return
+        self.new_item_guard_cap.fill_(1.0 if guard.cap_level else 0.0)
+        cap = float("inf") if guard.max_rest_norm is None else guard.max_rest_norm
+        self.new_item_guard.copy_(torch.cat([guard.direction.to(self.new_item_guard),
+                                             self.new_item_guard.new_tensor([guard.level, cap])]))
+
+    @torch.no_grad()
+    def fit_new_item_guard(self, rest_quantile: float | None, level_quantile: float = 0.5,
+                           cap_level: bool = False) -> NewItemGuard:
+        """Fit a NewItemGuard on this model's users and trained items (as served, dropout off) and serve the
+        cold items through it."""
+        was_training = self.training
+        self.eval()
+        try:
+            users = self.user_vectors(torch.arange(self.n_users, device=self.item_id_mask.device))
+            guard = NewItemGuard.fit(users, self.item_vectors()[self.item_id_mask > 0], rest_quantile,
+                                     level_quantile, cap_level)
+        finally:
+            self.train(was_training)
+        self.set_new_item_guard(guard)
+        return guard
+
+    def new_item_guard_in_use(self) -> NewItemGuard | None:
+        g = self.new_item_guard
+        if not bool(g[:-2].any()):
+            return None
+        cap = float(g[-1])
+        return NewItemGuard(g[:-2], float(g[-2]), None if cap == float("inf") else cap,
+                            bool(self.new_item_guard_cap[0] > 0))
+
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         ids = self.item_embedding.weight if items is None else self.item_embedding(items)
         known = self.item_id_mask if items is None else self.item_id_mask[items]
@@ -99,11 +143,16 @@ class TextHybrid(Recommender):
         if self.training and self.id_dropout > 0:
             keep = keep * (torch.rand(keep.shape, device=keep.device) >= self.id_dropout).to(keep.dtype)
         ids = ids * keep.unsqueeze(-1)
-        if bool((known == 0).any()):  # cold items: the ID row generated from text
+        cold = known == 0
+        if bool(cold.any()):  # cold items: the ID row generated from text
             x = self.text_norm(self._features(items))
             generated = x @ self.cold_map[:-1] + self.cold_map[-1]
             ids = ids + (1 - known).unsqueeze(-1) * generated
-        return ids + self.text_vectors(items)
+        vectors = ids + self.text_vectors(items)
+        guard = self.new_item_guard_in_use() if bool(cold.any()) else None
+        if guard is not None:
+            vectors = torch.where(cold.unsqueeze(-1), guard(vectors), vectors)
+        return vectors
 
     def item_vectors_for_features(self, item: int, features: torch.Tensor) -> torch.Tensor:
         """[len(features), dim]: what item `item`'s vector would be with each row of `features` as its LM vector
@@ -113,9 +162,11 @@ class TextHybrid(Recommender):
         text = self.text_proj(x)
         known = self.item_id_mask[item]
         ids = self.item_embedding.weight[item] * known
-        if float(known) == 0.0:
-            ids = ids + x @ self.cold_map[:-1] + self.cold_map[-1]
-        return ids + text
+        if float(known) != 0.0:
+            return ids + text
+        vectors = ids + x @ self.cold_map[:-1] + self.cold_map[-1] + text
+        guard = self.new_item_guard_in_use()
+        return vectors if guard is None else guard(vectors)
 
     def init_kwargs(self) -> dict:
         return {"n_users": self.n_users, "n_items": self.n_items, "text_dim": self.text_dim, "dim": self.dim,

@@ -138,9 +138,9 @@ def text_attacks_table(metrics: Path) -> str:
              "(clean) | edit distance | LM similarity | survives sanitizer |",
              "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for name, m in r.models.items():
-        kind = "cold" if m.targets_cold else "warm"
+        kind = ("cold, guarded" if m.new_item_guard else "cold") if m.targets_cold else "warm"
         for attack, a in m.attacks.items():
-            lines.append(f"| {name.replace(' (targets cold)', '')} | {kind} | {attack} ({a.budget}) | {m.clean.hr50:.4f} | "
+            lines.append(f"| {name.split(' (')[0]} | {kind} | {attack} ({a.budget}) | {m.clean.hr50:.4f} | "
                          f"{a.undefended.hr50:.4f} | {a.sanitized.hr50:.4f} | {a.test_ndcg10:.4f} ({m.clean_test_ndcg10:.4f}) "
                          f"| {a.edit_distance:.1f} | {a.lm_similarity:.3f} | {a.survives_sanitizer:.2f} |")
     return "\n".join(lines)
