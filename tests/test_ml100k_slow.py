@@ -129,4 +129,6 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
     assert all(s["guard+sanitizer"] is not None and s["guard+sanitizer"] <= 1 / 3 for s in shares.values())
     assert max(shares[k]["guard"] for k in ("word", "imitation", "hotflip")) <= 0.15
     guarded = t.models["pretrained/text_hybrid (targets cold, guarded)"]
-    assert min(a.test_ndcg10 for a in guarded.attacks.values()) >= 0.98 * cold.clean_test_ndcg10
+    # (0.97, not the measured 0.986: the attacks' long searches amplify float differences across CPUs)
+    assert min(a.test_ndcg10 for a in guarded.attacks.values()) >= 0.97 * cold.clean_test_ndcg10
+    assert min(a.test_ndcg10 for a in cold.attacks.values()) < 0.8 * cold.clean_test_ndcg10  # unguarded: 36%

@@ -53,6 +53,12 @@ def plot_text_attacks(result: TextAttackResult) -> bytes:
         ax.set_xticks(x, kinds)
         ax.set_title(name.replace(" (", "\n("), fontsize=9)
         ax.set_ylabel("target HR@50")
+    # the cold panels (unguarded, guarded) on one scale: the guard's effect is their difference in height
+    cold = [ax for ax, (_, m) in zip(axes.flat, models) if m.targets_cold]
+    if len(cold) > 1:
+        top = max(ax.get_ylim()[1] for ax in cold)
+        for ax in cold:
+            ax.set_ylim(0, top)
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
     axes[0][0].legend(fontsize=8)
