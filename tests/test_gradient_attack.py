@@ -48,6 +48,19 @@ def test_surrogate_fits_and_retraining_is_differentiable(data):
         assert sur.retrained_scores(f, 2)[:, tail].mean() > before + 0.05
 
 
+def test_each_row_solves_its_own_weighted_ridge_problem(data):
+    """_solve's batched Gram product is the per-row normal equations of implicit ALS, written out."""
+    X, _ = _dense(data)
+    sur = ImplicitALS(X, dim=4, reg=2.0, confidence=3.0, rounds=1, seed=0)
+    W = torch.cat([X[:5], (torch.rand(2, X.shape[1]) < 0.2).float()])  # real rows and random binary ones
+    got = sur._solve(W, sur.Q)
+    for r in range(len(W)):
+        c = 1 + 3.0 * W[r]
+        A = (sur.Q.T * c) @ sur.Q + 2.0 * torch.eye(4)
+        want = torch.linalg.solve(A, (sur.Q.T * c) @ W[r])
+        assert torch.allclose(got[r], want, rtol=1e-4, atol=1e-5), r
+
+
 def test_smooth_hit_matches_exact_hit_at_low_temperature():
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(40, 30, generator=g)

@@ -37,6 +37,27 @@ def test_sampler_never_returns_training_positives(split):
     assert not s.is_positive(held[:, 0], held[:, 1]).any()
 
 
+def test_sampler_lookups_agree_with_the_pairs(split, monkeypatch):
+    """The dense bitmap (small tables) and the sorted-key search (large ones) answer membership from the
+    training pairs alone, so they draw the same negatives; a user with no training rows holds nothing."""
+    from rrec_core.training import sampling
+
+    train = np.asarray(split.train)
+    held_users = int(train[:, 0].max()) + 1  # beyond every training row
+    users = torch.as_tensor(np.concatenate([train[:, 0], np.full(50, held_users)]))
+    items = torch.as_tensor(np.concatenate([train[:, 1], np.arange(50) % split.n_items]))
+    truth = torch.cat([torch.ones(len(train), dtype=torch.bool), torch.zeros(50, dtype=torch.bool)])
+    draws = []
+    for limit in (sampling.DENSE_LOOKUP_BYTES, 0):
+        monkeypatch.setattr(sampling, "DENSE_LOOKUP_BYTES", limit)
+        s = NegativeSampler(train, split.n_items, torch.Generator().manual_seed(0))
+        assert (s.dense is not None) == (limit > 0)
+        assert torch.equal(s.is_positive(users, items), truth)
+        assert not s.is_positive(users[:len(train)], (items[:len(train)] + 1) % split.n_items).all()
+        draws.append(s.sample(users))
+    assert torch.equal(draws[0], draws[1])
+
+
 @pytest.mark.parametrize("kind", ["mf_bpr", "text_hybrid"])
 def test_loss_decreases_and_beats_random(split, kind):
     cfg = HybridConfig(**FAST)

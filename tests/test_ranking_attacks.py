@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from rrec_core.attacks import Attack
-from rrec_core.attacks.ranking import RankingAttack, ranking_attack, ranking_objective
+from rrec_core.attacks.ranking import (
+    RankingAttack,
+    block_terms,
+    ranking_attack,
+    ranking_objective,
+    ranking_objective_grad,
+)
 from rrec_core.config import AdversarialConfig, DataConfig, EvalConfig, FinetuneConfig, MFConfig, SplitConfig
 from rrec_core.data import load_dataset
 from rrec_core.data.split import split_interactions
@@ -118,6 +124,29 @@ def test_objectives_rise_when_positives_fall():
         base = ranking_objective(U, V, users, target, excl, objective, k=1)
         worse = ranking_objective(U, V * torch.tensor([[0.1], [1.0], [1.0]]), users, target, excl, objective, k=1)
         assert worse > base, objective
+
+
+@pytest.mark.parametrize("objective,k", [("listwise", 10), ("margin", 10), ("margin", 1)])
+def test_closed_form_gradient_is_autograds(objective, k):
+    """The attack steps on ranking_objective_grad; it must be the gradient of the objective the module
+    defines, for a block of users inside a larger table (rows outside the block get none)."""
+    gen = torch.Generator().manual_seed(1)
+    n_users, n_items = 30, 50
+    U, V = torch.randn(n_users, 8, generator=gen), torch.randn(n_items, 8, generator=gen)
+    hist = torch.rand(n_users, n_items, generator=gen) < 0.2
+    pos = (torch.rand(n_users, n_items, generator=gen) < 0.1) & ~hist
+    target, excl = pos.nonzero(), hist.nonzero()
+    block = torch.unique(target[:, 0])[3:17]
+    terms = block_terms(block, target, excl, n_users, n_items, objective)
+    dU, dV = torch.zeros_like(U, requires_grad=True), torch.zeros_like(V, requires_grad=True)
+    loss = ranking_objective(U + dU, V + dV, block, target, excl, objective, k=k, terms=terms)
+    auto_u, auto_v = torch.autograd.grad(loss, (dU, dV))
+    g_block, g_items = ranking_objective_grad(U, V, block, terms, objective, k=k)
+    assert torch.allclose(g_block, auto_u[block], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(g_items, auto_v, rtol=1e-5, atol=1e-6)
+    outside = torch.ones(n_users, dtype=torch.bool)
+    outside[block] = False
+    assert auto_u[outside].abs().max() == 0 and g_items.abs().max() > 0
 
 
 def test_ranking_attacks_beat_the_training_adversary_on_an_adversarially_trained_model(trained):

@@ -1,8 +1,11 @@
-"""One gradient step of the ranking attack's objective, before and after the 2026-12-07 rewrite (CPU).
+"""One gradient step of the ranking attack's objective: autograd vs the closed form the attack uses (CPU).
 
-The attack spends its time in this step (robustness_evaluation runs ~3,800 of them per model). Before:
-masked_fill of the scores, the held-out pairs found by nonzero and (margin) `hist | pos` every step, and a
-full log_softmax for listwise. After: BlockTerms built once (the held-out pairs and an additive 0/-inf bias), no masked_fill. Same values (checked here).
+The attack spends its time in this step (robustness_evaluation runs ~3,800 of them per model).
+`autograd`: torch.autograd.grad through `ranking_objective` (BlockTerms built once: the held-out pairs and
+an additive 0/-inf bias, no masked_fill; the 2026-12-07 afternoon version). `closed form`:
+`ranking_objective_grad` (2026-12-07 night): G = dL/dS written directly, and for margin, whose G has one
+entry per held-out pair and one per user, gathers and scatters instead of the two dense products.
+Same gradients (the relative difference is printed).
 
     .venv/bin/python bench/explore/ranking_step.py [users items]
 """
@@ -10,18 +13,8 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-from rrec_core.attacks.ranking import block_terms, ranking_objective
-
-
-def old_objective(U, V, users, hist, pos, objective, k=10):
-    scores = U[users] @ V.T
-    row, col = pos.nonzero(as_tuple=True)
-    if objective == "listwise":
-        return -(scores.masked_fill(hist, float("-inf")).log_softmax(dim=1)[row, col]).sum()
-    kth = scores.masked_fill(hist | pos, float("-inf")).topk(k, dim=1).values[:, -1]
-    return F.softplus(kth[row] - scores[row, col]).sum()
+from rrec_core.attacks.ranking import block_terms, ranking_objective, ranking_objective_grad
 
 
 def timed(f, reps=30):
@@ -41,23 +34,21 @@ def main(n_users=943, n_items=1682, d=64):
     target = pos.nonzero()
     exclude = hist.nonzero()
     print(f"{n_users} users x {n_items} items, d={d}, threads={torch.get_num_threads()}")
-    print(f"{'objective':10} {'before ms':>10} {'after ms':>10} {'speed-up':>9} {'|diff|/|loss|':>14} {'max |grad diff|':>15}")
+    print(f"{'objective':10} {'autograd ms':>12} {'closed ms':>10} {'speed-up':>9} {'max rel. grad diff':>19}")
     for objective in ("listwise", "margin"):
         terms = block_terms(users, target, exclude, n_users, n_items, objective)
         dU, dV = torch.zeros_like(U, requires_grad=True), torch.zeros_like(V, requires_grad=True)
 
-        def before():
-            return torch.autograd.grad(old_objective(U + dU, V + dV, users, hist, pos, objective), (dU, dV))
-
-        def after():
+        def autograd():
             loss = ranking_objective(U + dU, V + dV, users, target, exclude, objective, terms=terms)
             return torch.autograd.grad(loss, (dU, dV))
 
-        a = old_objective(U, V, users, hist, pos, objective).item()
-        b = ranking_objective(U, V, users, target, exclude, objective, terms=terms).item()
-        grad_diff = max((x - y).abs().max().item() for x, y in zip(before(), after()))
-        tb, ta = timed(before), timed(after)
-        print(f"{objective:10} {tb:10.2f} {ta:10.2f} {tb / ta:8.2f}x {abs(a - b) / abs(a):14.1e} {grad_diff:15.1e}")
+        def closed():
+            return ranking_objective_grad(U, V, users, terms, objective)
+
+        diff = max(((x - y).abs().max() / x.abs().max()).item() for x, y in zip(autograd(), closed()))
+        ta, tc = timed(autograd), timed(closed)
+        print(f"{objective:10} {ta:12.2f} {tc:10.2f} {ta / tc:8.2f}x {diff:19.1e}")
 
 
 if __name__ == "__main__":

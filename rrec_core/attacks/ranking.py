@@ -118,6 +118,42 @@ def ranking_objective(U: torch.Tensor, V: torch.Tensor, users: torch.Tensor, tar
     return F.softplus(kth[row] - scores[row, col]).sum()
 
 
+def ranking_objective_grad(Ua: torch.Tensor, Va: torch.Tensor, users: torch.Tensor, terms: BlockTerms,
+                           objective: Objective, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d objective / d Ua[users] [B, d], d objective / d Va [n_items, d]) of `ranking_objective`, in closed form.
+
+    Both objectives are sums of functions of the score matrix S = Ua[users] Va^T, so with G = dL/dS the
+    gradients are G Va and G^T Ua[users]; G is written directly (listwise: each row's softmax over its
+    candidates times its number of held-out pairs, minus one at each pair; margin: -sigmoid(s_k - s_pos) at
+    each pair, their row sum at the row's k-th candidate, where topk's backward puts it, so the margin's
+    products are sparse). Autograd builds the same G through log_softmax / topk / gather backward, and a
+    dense one for margin, at ~1.6x / ~2x the time (bench/explore/ranking_step.py): the attack's steps are
+    almost all this function."""
+    if objective not in ("listwise", "margin"):
+        raise ValueError(f"unknown ranking objective {objective!r}")
+    Ub = Ua.index_select(0, users)
+    scores = Ub @ Va.T  # [B, n_items]
+    n_items = scores.shape[1]
+    row, col = terms.row, terms.col
+    flat_pairs = row * n_items + col
+    candidates = scores + terms.bias
+    if objective == "listwise":
+        n_pos = torch.bincount(row, minlength=len(users)).to(scores.dtype)
+        G = torch.softmax(candidates, dim=1).mul_(n_pos[:, None])
+        G.view(-1).index_add_(0, flat_pairs, torch.full((len(row),), -1.0, dtype=scores.dtype))
+    else:
+        top = candidates.topk(min(k, n_items - 1), dim=1)
+        kth, kth_item = top.values[:, -1], top.indices[:, -1]
+        sig = torch.sigmoid(kth[row] - scores.view(-1)[flat_pairs])
+        per_row = torch.zeros(len(users), dtype=scores.dtype).index_add_(0, row, sig)
+        # G has one entry per pair and one per row: the products are gathers and scatters, not matmuls
+        g_block = (per_row[:, None] * Va.index_select(0, kth_item)).index_add_(
+            0, row, -sig[:, None] * Va.index_select(0, col))
+        g_items = torch.zeros_like(Va).index_add_(0, kth_item, per_row[:, None] * Ub)
+        return g_block, g_items.index_add_(0, col, -sig[:, None] * Ub.index_select(0, row))
+    return G @ Va, G.T @ Ub
+
+
 def block_masks(users: torch.Tensor, target: torch.Tensor, exclude: torch.Tensor, n_users: int, n_items: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(history [B, n_items], held-out pairs [B, n_items]) dense bool masks of a block of sorted users."""
@@ -173,21 +209,18 @@ def ranking_attack(U: torch.Tensor, V: torch.Tensor, target: np.ndarray, exclude
             dU = _random_start(U0.shape, eps_u, attack.norm, gen)
             dV = _random_start(V0.shape, eps_v, attack.norm, gen)
         for step in range(attack.steps):
-            dU.requires_grad_(True)
-            dV.requires_grad_(True)
             Ua, Va = U0 + dU, V0 + dV
             gU, gV = torch.zeros_like(U0), torch.zeros_like(V0)
             for j, block in enumerate(blocks):
-                loss = ranking_objective(Ua, Va, block, target_t, excl_t, attack.objective, attack.k,
-                                         terms=terms[j] if terms is not None else None)
-                a, b = torch.autograd.grad(loss, (dU, dV), retain_graph=j + 1 < len(blocks))
-                gU += a
-                gV += b
+                t = terms[j] if terms is not None else block_terms(block, target_t, excl_t, n_users, n_items,
+                                                                     attack.objective)
+                g_block, g_items = ranking_objective_grad(Ua, Va, block, t, attack.objective, attack.k)
+                gU.index_add_(0, block, g_block)
+                gV += g_items
             # cosine decay of the step radius from step_fraction * eps to 1% of it
             frac = attack.step_fraction * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / max(attack.steps, 1))))
-            with torch.no_grad():
-                dU = ops.pgd_step(dU.detach(), gU, eps_u * frac, eps_u, attack.norm)
-                dV = ops.pgd_step(dV.detach(), gV, eps_v * frac, eps_v, attack.norm)
+            ops.pgd_step_(dU, gU, eps_u * frac, eps_u, attack.norm)  # best_dU / best_dV are clones
+            ops.pgd_step_(dV, gV, eps_v * frac, eps_v, attack.norm)
             if (step + 1) % attack.eval_every == 0 or step + 1 == attack.steps:
                 _, now = evaluate(dU, dV)
                 score = now["ndcg@10"].mean().item()

@@ -150,7 +150,7 @@ def optimize_generator(result: GanResult, X: torch.Tensor, targets: list[int], l
             best_hit, best = float(hit), fake.detach().round()
         if log is not None and (step % 10 == 0 or step == cfg.steps):
             log(f"gan_promotion step {step}: surrogate hit@{k} {float(hit):.4f}, critic shortfall "
-                f"{float(shortfall):.2f} sd")
+                f"{float(shortfall.detach()):.2f} sd")
         if step == cfg.steps:
             break
         opt.zero_grad()
