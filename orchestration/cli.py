@@ -97,7 +97,7 @@ def _cmd_run(args) -> int:
 
 
 def _run_and_report(args, instance, log_file: Path, params_file: str, overrides: dict, t0: float) -> int:
-    from dagster import materialize
+    from dagster import AssetSelection, materialize
 
     from orchestration.definitions import defs
     from rrec_core.outputs import ARTIFACTS_DIR, PUBLISHED, REPORT
@@ -110,8 +110,10 @@ def _run_and_report(args, instance, log_file: Path, params_file: str, overrides:
     progress = _StageProgress(instance, before)
     progress.start()
     try:
+        # the default run is the pipeline (group rrec); studies such as the poisoning grid run by name or `rrec grid`
         result = materialize(list(defs.assets or []), resources=defs.resources, instance=instance,  # type: ignore[arg-type]
-                             selection=args.select or None, raise_on_error=False, run_config=run_config)
+                             selection=args.select or AssetSelection.groups("rrec"), raise_on_error=False,
+                             run_config=run_config)
     finally:
         progress.stop()
     timings = _step_seconds(instance, result.run_id)
@@ -142,7 +144,7 @@ def _run_and_report(args, instance, log_file: Path, params_file: str, overrides:
         from rrec_core.results import RobustnessResult
 
         print(headline(RobustnessResult.from_json(robustness.read_text())).to_markdown(floatfmt=".4f") + "\n")
-    metrics = sorted(d.path for ds in PUBLISHED.values() for d in ds if d.kind == "metrics")
+    metrics = sorted(d.path for asset, ds in PUBLISHED.items() if asset in done for d in ds if d.kind == "metrics")
     print(f"artefacts: {Path(ARTIFACTS_DIR).resolve()}/")
     print(f"metrics:   {', '.join(metrics)}")
     if Path(REPORT).exists():
@@ -205,6 +207,49 @@ def _write_event_log(instance, run_id: str, path: Path) -> None:
         for entry in instance.all_logs(run_id):
             f.write(f"{time.strftime('%H:%M:%S', time.gmtime(entry.timestamp))} dagster {entry.step_key or '-'}: "
                     f"{entry.user_message or entry.message}\n")
+
+
+def _cmd_grid(args) -> int:
+    """Run the poisoning grid (params.yaml poisoning_grid): one Dagster step per cell, `workers` of them at a time
+    in their own processes (the multiprocess executor), recorded in the project's instance like `rrec run`."""
+    from dagster import execute_job, reconstructable
+
+    from orchestration.instance import project_instance
+    from rrec_core.config import ConfigError, resolve_config
+    from rrec_core.evaluation.poisoning_grid import grid_cells
+
+    overrides = parse_overrides(args.set)
+    if any(k == "poisoning_grid.workers" or k.startswith("poisoning_grid.workers.") for k in overrides):
+        raise ConfigError("poisoning_grid.workers sets the job's executor when the definitions load: set it in the "
+                          "params file, not with --set")
+    params_file = args.params or os.environ.get("RREC_PARAMS", "params.yaml")
+    cfg = resolve_config(_params(args), overrides)
+    os.environ["RREC_PARAMS"] = params_file  # the job's executor (workers) and every step's process read this file
+    from orchestration.definitions import poisoning_grid_job_def
+
+    grid = cfg.poisoning_grid
+    print(f"poisoning grid: {len(grid_cells(grid))} cells ({len(grid.seeds)} clean, "
+          f"{len(grid.attacks)} attacks x {len(grid.fake_ratios)} fake ratios x {len(grid.seeds)} seeds), "
+          f"arms {', '.join(grid.arms)}; {grid.workers} at a time", flush=True)
+    t0 = time.perf_counter()
+    instance = project_instance()
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                  "resources": {"rrec_config": {"config": {"params_path": params_file, **_nest(overrides)}}}}
+    result = execute_job(reconstructable(poisoning_grid_job_def), instance=instance, run_config=run_config,
+                         raise_on_error=False)
+    if not result.success:
+        for ev in result.all_events:
+            error = getattr(ev.event_specific_data, "error", None)
+            if ev.is_failure and error is not None:
+                print(f"step {ev.step_key} failed: {(error.cause or error).message.strip()}", file=sys.stderr)
+        return 1
+    from rrec_core.outputs import PUBLISHED
+
+    report, metrics = (Path(PUBLISHED["poisoning_grid"][i].path) for i in (1, 0))
+    print(report.read_text())
+    print(f"grid finished in {time.perf_counter() - t0:.1f}s (run {result.run_id[:8]}); metrics: {metrics}; "
+          f"report: {report.resolve()}")
+    return 0
 
 
 def _cmd_config(args) -> int:
@@ -371,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a params.yaml value for this run, e.g. adversarial.eps=0.3 (repeatable)")
     run.set_defaults(fn=_cmd_run)
+    grid = sub.add_parser("grid", help="run the poisoning grid (attacks x fake ratios x seeds), cells in parallel")
+    grid.add_argument("--params", default=None, help="params file (default params.yaml); poisoning_grid.workers from it")
+    grid.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override, as for rrec run, e.g. poisoning_grid.seeds=[1,2] (not workers)")
+    grid.set_defaults(fn=_cmd_grid)
     conf = sub.add_parser("config", help="print the resolved configuration with each field's description")
     conf.add_argument("--params", default=None, help="params file (default params.yaml)")
     conf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, as for rrec run")

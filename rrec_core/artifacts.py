@@ -249,6 +249,43 @@ class PoisoningEvaluation:
 
 
 @dataclass
+class PoisoningGrid:
+    """The poisoning grid study: every cell's result and the summary rows (metrics/poisoning_grid.json)."""
+
+    cells: list[dict]
+    summary: list[dict]
+    config: dict
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"config": self.config, "summary": self.summary, "cells": self.cells}, indent=2)
+
+    def save(self, path: Path) -> None:
+        write_text(path / "grid.json", self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> "PoisoningGrid":
+        d = read_json(path / "grid.json")
+        return cls(d["cells"], d["summary"], d["config"])
+
+    def markdown(self) -> str:
+        from rrec_core.evaluation.poisoning_grid import grid_markdown
+
+        return grid_markdown(self.summary)
+
+    def published(self) -> dict:
+        cfg = self.config.get("poisoning_grid", {})
+        head = (f"# Poisoning grid\n\nattacks {cfg.get('attacks')} x fake ratios {cfg.get('fake_ratios')} x seeds "
+                f"{cfg.get('seeds')} ({len(self.cells)} cells; targets: {cfg.get('n_targets')} per cell, popularity "
+                f"quantiles {cfg.get('target_quantiles')}, at least {cfg.get('target_min_count')} interactions). "
+                "Measured on real users who had not interacted with the target; promotion over the same seed's "
+                "clean cell; kept = the arm's promotion@50 as a share of the undefended one "
+                "(rrec_core.evaluation.poisoning_grid).\n\n")
+        return {"metrics": self.to_json().encode(), "report": (head + self.markdown()).encode()}
+
+
+@dataclass
 class RobustnessEvaluation:
     """Every model under every embedding attack; the report also carries the poisoning and text tampering
     sections."""

@@ -508,6 +508,62 @@ class PoisoningEvalConfig(_Strict):
     """The promotion-tuned GAN's optimizer, surrogate and realism terms (fake_ratio, n_targets and seed as above)."""
 
 
+GridArm = Literal["undefended", "adversarial", "robust", "screened"]
+
+
+class PoisoningGridConfig(_Strict):
+    """The poisoning grid (rrec_core.evaluation.poisoning_grid): attacks x fake ratios x seeds, each cell a
+    parallel step of the `poisoning_grid` job (`rrec grid`); a study run on demand, not a stage of `rrec run`."""
+
+    attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan", "gan_promotion", "gradient"], ...] = (
+        "bandwagon", "gradient", "gan_promotion")
+    """Attacks of the grid (each with poisoning.gradient / poisoning.gan_promotion's settings)."""
+    fake_ratios: tuple[float, ...] = (0.01, 0.03)
+    """Fake users as a share of the real ones."""
+    seeds: tuple[int, ...] = (1, 2, 3)
+    """Each seed draws its own targets and the attack's randomness; a clean cell per seed is the reference."""
+    n_targets: int = 1
+    """Targets per cell."""
+    target_quantiles: tuple[float, float] = (0.1, 0.3)
+    """Targets are drawn among items whose popularity lies between these quantiles..."""
+    target_min_count: int = 5
+    """...and who have at least this many interactions (1 with quantiles (0, 0.2): ARLib's near-cold targets)."""
+    arms: tuple[GridArm, ...] = ("undefended", "adversarial", "robust", "screened")
+    """Victims trained per cell: undefended MF-BPR, + adversarial fine-tuning, + the poisoning.robust
+    fine-tuning, MF-BPR on the screened data."""
+    workers: int = 2
+    """Cells run at once (the job's multiprocess executor, read when the definitions load); each cell gets
+    cpu_count // workers threads."""
+
+    @field_validator("fake_ratios")
+    @classmethod
+    def _ratios_are_shares(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0 < r < 1 for r in v):
+            raise ValueError(f"fake_ratios must be shares in (0, 1), got {list(v)}")
+        return v
+
+    @field_validator("arms")
+    @classmethod
+    def _undefended_is_the_reference(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if "undefended" not in v:
+            raise ValueError("poisoning_grid.arms must include undefended: every defence is a share of it")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("seeds", "attacks")
+    @classmethod
+    def _not_empty(cls, v: tuple) -> tuple:
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"workers must be >= 1, got {v}")
+        return v
+
+
 class RobustnessConfig(_Strict):
     """The grid of embedding attacks of the robustness evaluation."""
 
@@ -677,6 +733,8 @@ class PipelineConfig(_Strict):
     """Embedding-attack grid."""
     poisoning: PoisoningEvalConfig = Field(default_factory=PoisoningEvalConfig)
     """Poisoning evaluation."""
+    poisoning_grid: PoisoningGridConfig = Field(default_factory=PoisoningGridConfig)
+    """The poisoning grid study (attacks x fake ratios x seeds; `rrec grid`)."""
     gan: GanConfig = Field(default_factory=GanConfig)
     """GAN fake-profile generator."""
     text_attacks: TextAttackConfig = Field(default_factory=TextAttackConfig)

@@ -37,6 +37,8 @@ PUBLISHED: dict[str, tuple[Published, ...]] = {
     "poisoning_evaluation": (Published("metrics", "metrics/poisoning.json", "metrics"),
                              Published("table", "metrics/poisoning.csv", "plots"),
                              Published("figure", "reports/poisoning.png", "plots")),
+    "poisoning_grid": (Published("metrics", "metrics/poisoning_grid.json", "metrics"),
+                       Published("report", "reports/poisoning_grid.md", "outs")),
     "robustness_evaluation": (Published("metrics", "metrics/robustness.json", "metrics"),
                               Published("table", "metrics/robustness.csv", "plots"),
                               Published("figure", "reports/robustness.png", "plots"),

@@ -23,6 +23,7 @@ from rrec_core.artifacts import (
     GanSamples,
     ItemTextEmbeddings,
     PoisoningEvaluation,
+    PoisoningGrid,
     PretrainEvaluation,
     RawData,
     Recommendations,
@@ -41,6 +42,7 @@ from rrec_core.config import (
     GanConfig,
     MFConfig,
     NewItemGuardConfig,
+    PipelineConfig,
     PoisoningEvalConfig,
     PretrainConfig,
     RecommendConfig,
@@ -341,6 +343,36 @@ def evaluate_poisoning_stage(raw: RawData, data: ValidatedData, gan: GanSamples 
     result, seconds = evaluate_poisoning(raw.dataset.interactions, data.split, cfg, screen, pretrain_cfg, adv_cfg,
                                          detector, gan.result if gan is not None else None, progress=progress)
     return PoisoningEvaluation(result, seconds)
+
+
+def evaluate_poisoning_grid_cell(raw: RawData, data: ValidatedData, gan: GanSamples | None, cell_key: str,
+                                 cfg: PipelineConfig) -> dict:
+    """One cell of the poisoning grid (rrec_core.evaluation.poisoning_grid), its threads a share of the
+    machine's cores (cells run `poisoning_grid.workers` at a time)."""
+    import os
+
+    from rrec_core.evaluation.poisoning_grid import GridCell, evaluate_grid_cell
+
+    grid = cfg.poisoning_grid
+    cell = GridCell.from_key(cell_key, grid)
+    if cell.attack in ("gan", "gan_promotion") and gan is None:
+        raise ValueError(f"poisoning_grid.attacks names {cell.attack}, which needs the gan_samples asset")
+    threads = max(1, (os.cpu_count() or 1) // grid.workers)
+    return evaluate_grid_cell(raw.dataset.interactions, data.split, cell, grid, cfg.poisoning, cfg.validation.screen,
+                              cfg.pretrain.mf_bpr, cfg.adversarial, gan.result if gan is not None else None,
+                              threads=threads)
+
+
+def summarize_poisoning_grid(cells: list[dict], cfg: PipelineConfig) -> PoisoningGrid:
+    """The grid's cells (in grid order) and their summary rows."""
+    from rrec_core.evaluation.poisoning_grid import grid_cells, summarize_grid
+
+    order = {c.key: i for i, c in enumerate(grid_cells(cfg.poisoning_grid))}
+    cells = sorted(cells, key=lambda c: order.get(c["cell"], len(order)))
+    config = {k: getattr(cfg, k).model_dump(mode="json") for k in ("poisoning_grid", "poisoning", "adversarial")}
+    config["pretrain.mf_bpr"] = cfg.pretrain.mf_bpr.model_dump(mode="json")
+    config["validation.screen"] = cfg.validation.screen.model_dump(mode="json")
+    return PoisoningGrid(cells, summarize_grid(cells), config)
 
 
 def evaluate_robustness_stage(pretrained: TrainedModels, adversarial: TrainedModels, data: ValidatedData,

@@ -63,9 +63,12 @@ def test_whole_chain_materializes(project):
     root, params = project
     defs = _defs()
     # an override of one section must reach every stage that uses it (fine-tuning and the poisoning arms)
-    result = materialize(list(defs.assets), resources=defs.resources,
+    from dagster import AssetSelection
+
+    result = materialize(list(defs.assets), resources=defs.resources, selection=AssetSelection.groups("rrec"),
                          run_config=run_config({"adversarial": {"eps": 0.3}}))
     assert result.success
+    assert not (root / "artifacts" / "poisoning_grid").exists()  # a study (group studies), run by name or `rrec grid`
     for asset in ("raw_interactions", "validated_interactions", "item_text_embeddings", "pretrained_recommender",
                   "pretrain_evaluation", "cold_start_evaluation", "distillation", "gan_samples",
                   "adversarial_recommender",
