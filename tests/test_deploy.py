@@ -27,9 +27,13 @@ def test_every_job_steps_in_pods_that_share_the_artifacts_volume():
     from orchestration.deploy.k8s import defs
 
     assert {a.key for a in defs.assets} == {a.key for a in local.assets}  # type: ignore[union-attr]
+    from dagster import validate_run_config
+
     for name in ("retrain", "poisoning_grid_job"):
-        executor = defs.resolve_job_def(name).executor_def
-        assert executor.name == "k8s", name
+        job = defs.resolve_job_def(name)
+        assert job.executor_def.name == "k8s", name
+        # the executor's own config against dagster-k8s's schema (`definitions validate` does not apply it)
+        assert validate_run_config(job, {}), name
     from orchestration.deploy.k8s import STEP_EXECUTOR_CONFIG
 
     assert STEP_EXECUTOR_CONFIG["volume_mounts"] == [{"name": "artifacts", "mountPath": "/opt/rrec/artifacts"}]

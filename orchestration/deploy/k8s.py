@@ -11,8 +11,9 @@ params.yaml baked into the image (or mounted from the ConfigMap `rrec-params` ov
 / HF_HUB_OFFLINE from the ConfigMap `rrec-env`. Image: orchestration/deploy/Dockerfile; chart values:
 orchestration/deploy/helm-values.yaml (the official Dagster Helm chart, docs/scale.md).
 
-Checked where no cluster is reachable: `dagster definitions validate -m orchestration.deploy.k8s`
-(tests/test_deploy.py) loads these definitions with the executor's config validated against its schema.
+Checked where no cluster is reachable (tests/test_deploy.py): `dagster definitions validate -m
+orchestration.deploy.k8s` loads these definitions, and `validate_run_config` checks each job's executor
+config against dagster-k8s's schema (which `definitions validate` does not apply).
 """
 from dagster import AssetSelection, Definitions, define_asset_job
 from dagster_k8s import k8s_job_executor
