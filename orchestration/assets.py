@@ -115,16 +115,21 @@ def _gate_spec(asset_name: str) -> AssetCheckSpec:
                                       "and blocks everything downstream.")
 
 
-def _quality_gate(context: AssetExecutionContext, trained: TrainedModels, cfg):
+def _quality_gate(context: AssetExecutionContext, trained: TrainedModels, cfg, remeasure=None):
     """The gate's check result, then (failed) QualityGateError before the output: the artefact on disk stays the
     previous one. Previous numbers: those of that artefact on disk (what a failed gate keeps; after `dvc
-    checkout` or `git checkout` it is not the last run's), else the last materialization's `gate_numbers`."""
-    from rrec_core.gates import check_gate, gate_numbers, gate_numbers_of_artefact
+    checkout` or `git checkout` it is not the last run's), else the last materialization's `gate_numbers`.
+    `remeasure(path)`: a measure of the models saved at `path` under the new selection attack, for worst cases
+    the previous model's own attack measured (rrec_core.gates.remeasure_previous)."""
+    from rrec_core.gates import check_gate, gate_numbers, gate_numbers_of_artefact, remeasure_previous
     from rrec_core.outputs import ARTIFACTS_DIR
 
-    numbers = gate_numbers(trained.histories, {n: m.meta["best_epoch"] for n, m in trained.models.items()})
+    numbers = gate_numbers(trained.histories, {n: m.meta["best_epoch"] for n, m in trained.models.items()},
+                           {n: m.meta for n, m in trained.models.items()})
     on_disk = Path(ARTIFACTS_DIR) / context.asset_key.to_user_string()
     previous = gate_numbers_of_artefact(on_disk)
+    if previous is not None and remeasure is not None:
+        previous = remeasure_previous(numbers, previous, remeasure(on_disk))
     source = f"the artefact on disk ({on_disk})"
     last = context.instance.get_latest_materialization_event(context.asset_key)
     if previous is None:
@@ -244,7 +249,8 @@ def adversarial_recommender(context: AssetExecutionContext, rrec_config: RrecCon
     cfg = full.adversarial
     trained = pipeline.adversarial_train(pretrained_recommender, validated_interactions, item_text_embeddings, cfg,
                                          progress=False, gan=gan_samples)
-    numbers, gate, check, passed = _quality_gate(context, trained, full.gates)
+    numbers, gate, check, passed = _quality_gate(
+        context, trained, full.gates, remeasure=lambda path: pipeline.previous_worst_case(path, validated_interactions, cfg))
     yield check
     if not passed:
         gate.raise_for_failures()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,28 @@ def adversarial_train(pretrained: TrainedModels, data: ValidatedData, text: Item
                                       if cfg.train.checkpoint else None)
         _record(out, kind, result, tower)
     return out
+
+
+def previous_worst_case(artefact: Path, data: ValidatedData, cfg: AdversarialConfig) -> Callable[[str], float | None]:
+    """For the quality gate (rrec_core.gates.remeasure_previous): the validation worst case, under `cfg`'s
+    selection attack, of each adversarial model saved at `artefact` (the model a retraining would replace);
+    None where there is no such model or it has tuned LM layers (its text tower is not rebuilt here)."""
+    from rrec_core.training.adversarial import validation_worst_case
+
+    loaded: list[TrainedModels | None] = []
+
+    def measure(name: str) -> float | None:
+        if not loaded:
+            try:
+                loaded.append(TrainedModels.load(artefact))
+            except (OSError, ValueError, KeyError):
+                loaded.append(None)
+        previous = loaded[0]
+        if previous is None or name not in previous.models or name in previous.towers:
+            return None
+        return validation_worst_case(previous.models[name], data.split, cfg)
+
+    return measure
 
 
 def checkpoint_dir(stage: str, model: str) -> Path:

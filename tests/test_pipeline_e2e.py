@@ -246,6 +246,32 @@ def test_the_gate_compares_with_the_model_on_disk_not_the_last_run(project):
     assert json.loads(hist_path.read_text()) == history  # and it is kept
 
 
+def test_the_gate_measures_the_previous_model_again_when_the_selection_attack_changes(project):
+    """A new training radius is a new selection attack: the previous adversarial model on disk is measured
+    under it, so old and new are compared on the same number (models with tuned LM layers, which the
+    re-measurement does not rebuild, are left uncompared and the table says so)."""
+    from dagster import DagsterInstance
+
+    root, params = project
+    defs = _defs()
+    instance = DagsterInstance.ephemeral()
+    selection = "*adversarial_recommender"
+    assert materialize(list(defs.assets), resources=defs.resources, run_config=run_config(), instance=instance,
+                       selection=selection).success
+    eps = params["adversarial"]["eps"]
+    wider = run_config({"adversarial": {"eps": 2 * eps}})
+    result = materialize(list(defs.assets), resources=defs.resources, run_config=wider, instance=instance,
+                         selection="adversarial_recommender", raise_on_error=False)
+    gate = [c for c in result.get_asset_check_evaluations() if c.check_name == "quality_gate"
+            and c.asset_key.to_user_string() == "adversarial_recommender"][0]
+    table = gate.metadata["gate"].value
+    mf = [line for line in table.splitlines() if line.startswith("| mf_bpr | valid_worst_case |")][0]
+    assert "measured again under this attack" in mf and f"eps {eps} " in mf and f"eps {2 * eps} " not in mf.split("it had")[1]
+    assert " — |" not in mf  # a previous number, compared
+    hybrid = [line for line in table.splitlines() if line.startswith("| text_hybrid | valid_worst_case |")][0]
+    assert "not compared with the previous" in hybrid and "| — |" in hybrid  # tuned LM layers: not re-measured
+
+
 def test_dirty_data_blocks_downstream(project):
     root, params = project
     inter = root / "data" / "tiny" / "tiny.inter"

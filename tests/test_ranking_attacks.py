@@ -325,3 +325,19 @@ def test_the_suite_attacks_the_ranking_in_both_balls():
             assert {"listwise", "margin"} <= here, (norm, scale, eps)
     strong = {(a.norm, a.scale, a.eps) for a in ranking if a.steps == cfg.strong_steps}
     assert strong == {("l2", "absolute", 0.5), ("l2", "relative", 0.25)}
+
+
+def test_validation_worst_case_is_the_number_the_fine_tuning_selects_on(trained):
+    """The quality gate measures a previous model under a changed attack with this function
+    (rrec_core.gates.remeasure_previous): it must be the number the fine-tuning selected on."""
+    from rrec_core.training.adversarial import validation_worst_case
+
+    split, model = trained
+    cfg = AdversarialConfig(method="pgd", select_on="worst_case", eps=0.25, steps=2, select_attack_steps=3,
+                            min_clean_ratio=0.5, gan_weighting=False,
+                            train=FinetuneConfig(lr=0.01, batch_size=128, epochs=2, patience=100, device="cpu"))
+    res = adversarial_finetune(copy.deepcopy(model), split, cfg, EV, progress=False)
+    best = [h for h in res.history if h["epoch"] == res.best_epoch][0]
+    assert validation_worst_case(res.model, split, cfg) == pytest.approx(best["valid_ndcg@10_attacked"], abs=1e-9)
+    wider = cfg.model_copy(update={"eps": 2.0})
+    assert validation_worst_case(res.model, split, wider) < best["valid_ndcg@10_attacked"]

@@ -188,6 +188,15 @@ def validation_robustness(m: Recommender, split: Split, cfg: AdversarialConfig, 
     return worst.mean().item()
 
 
+def validation_worst_case(model: Recommender, split: Split, cfg: AdversarialConfig,
+                          eval_cfg: EvalConfig | None = None) -> float:
+    """`model`'s validation NDCG@10 under `cfg`'s selection attack: the number adversarial_finetune selects
+    on and the quality gate compares (for a model trained under another configuration too)."""
+    sel_attack = Attack(eps=cfg.eps, steps=cfg.select_attack_steps, norm=training_attack(cfg).norm, scale=cfg.scale)
+    ev10 = EvalConfig(ks=(10,), batch_users=(eval_cfg or EvalConfig()).batch_users)
+    return validation_robustness(model, split, cfg, sel_attack, ev10)
+
+
 def adversarial_finetune(pretrained: Recommender, split: Split, cfg: AdversarialConfig, eval_cfg: EvalConfig,
                          lm_tower: LMTower | None = None, progress: bool = True,
                          user_weights: torch.Tensor | None = None, checkpoint_dir=None) -> TrainResult:
