@@ -10,6 +10,7 @@ clean NDCG@10, the per-user worst case, the strongest single attack and the norm
     python bench/robust_defence.py --smoke    # tiny epochs: proves the script runs
     python bench/robust_defence.py --only VAT  # the variants whose name matches the regex "VAT"
     python bench/robust_defence.py --only TRADES --epochs 6 --history  # and print each epoch's validation
+    python bench/robust_defence.py --pretrain-set weight_decay=1e-5 --only VAT  # pretrained again with an override first
 
 Writes bench/results/robust_defence_<cpu|gpu>_<date>[_<only>].md.
 """
@@ -23,28 +24,33 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-from rrec_core.artifacts import TrainedModels, ValidatedData  # noqa: E402
+from rrec_core.artifacts import ItemTextEmbeddings, TrainedModels, ValidatedData  # noqa: E402
 from rrec_core.config import EvalConfig, RobustnessConfig, load_params  # noqa: E402
 from rrec_core.evaluation.robustness import evaluate_robustness  # noqa: E402
+from rrec_core.pipeline import pretrain  # noqa: E402
 from rrec_core.training.adversarial import adversarial_finetune  # noqa: E402
 
 VARIANTS = {
-    "PGD-AT eps 0.5, select on pairwise PGD": {"eps": 0.5, "select_on": "bpr"},
-    "PGD-AT eps 0.5, select on worst case": {"eps": 0.5, "select_on": "worst_case"},
-    "PGD-AT eps 0.25 relative, select on worst case": {"eps": 0.25, "scale": "relative", "select_on": "worst_case"},
-    "PGD-AT eps 1.0, select on worst case": {"eps": 1.0, "select_on": "worst_case"},
+    "PGD-AT eps 0.5, select on pairwise PGD": {"user_radius": "uniform", "eps": 0.5, "select_on": "bpr"},
+    "PGD-AT eps 0.5, select on worst case": {"user_radius": "uniform", "eps": 0.5, "select_on": "worst_case"},
+    "PGD-AT eps 0.25 relative, select on worst case": {"user_radius": "uniform", "eps": 0.25, "scale": "relative", "select_on": "worst_case"},
+    "PGD-AT eps 1.0, select on worst case": {"user_radius": "uniform", "eps": 1.0, "select_on": "worst_case"},
+    "VAT radii eps 0.25 relative, select on worst case": {"eps": 0.25, "scale": "relative",
+                                                          "user_radius": "vulnerability", "select_on": "worst_case"},
+    "PGD-AT eps 0.4 relative, select on worst case": {"user_radius": "uniform", "eps": 0.4, "scale": "relative", "select_on": "worst_case"},
     "listwise adversary eps 0.25, 3 steps, select on worst case": {"eps": 0.25, "steps": 3, "adversary": "listwise",
                                                                    "select_on": "worst_case"},
     "VAT radii eps 1.0, select on worst case": {"eps": 1.0, "user_radius": "vulnerability", "select_on": "worst_case"},
     "VAT radii eps 2.0, select on worst case": {"eps": 2.0, "user_radius": "vulnerability", "select_on": "worst_case"},
-    "PGD-AT eps 1.5, select on worst case": {"eps": 1.5, "select_on": "worst_case"},
-    "PGD-AT eps 2.0, select on worst case": {"eps": 2.0, "select_on": "worst_case"},
+    "PGD-AT eps 1.5, select on worst case": {"user_radius": "uniform", "eps": 1.5, "select_on": "worst_case"},
+    "PGD-AT eps 2.0, select on worst case": {"user_radius": "uniform", "eps": 2.0, "select_on": "worst_case"},
     "VAT radii eps 1.5, select on worst case": {"eps": 1.5, "user_radius": "vulnerability", "select_on": "worst_case"},
     "VAT radii eps 1.0, 10 steps, select on worst case": {"eps": 1.0, "steps": 10, "user_radius": "vulnerability",
                                                          "select_on": "worst_case"},
-    "PGD-AT eps 1.5, clean weight 0.3, select on worst case": {"eps": 1.5, "clean_weight": 0.3,
+    "PGD-AT eps 1.5, clean weight 0.3, select on worst case": {"user_radius": "uniform", "eps": 1.5, "clean_weight": 0.3,
                                                               "select_on": "worst_case"},
     "catalogue listwise adversary eps 0.5, 3 steps, select on worst case": {
         "eps": 0.5, "steps": 3, "adversary": "listwise_catalogue", "select_on": "worst_case"},
@@ -64,6 +70,17 @@ VARIANTS = {
 }
 
 
+def _with(cfg, pairs: list[str]):
+    """`cfg` with KEY=VALUE overrides, each value parsed as YAML and the result validated by its model."""
+    out = cfg.model_dump()
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in out:
+            raise SystemExit(f"expected KEY=VALUE with KEY one of {sorted(out)}, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return type(cfg).model_validate(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", default="artifacts")
@@ -74,12 +91,28 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default="mf_bpr", choices=("mf_bpr", "text_hybrid"), help="which pretrained model")
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epoch limit (default: params.yaml)")
     ap.add_argument("--history", action="store_true", help="print each epoch's clean and worst-case validation")
+    ap.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="pretrain again with this override of pretrain.mf_bpr and pretrain.text_hybrid instead of loading")
+    ap.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override of adversarial.train for every variant (e.g. weight_decay=1e-5)")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     art = Path(args.artifacts)
     split = ValidatedData.load(art / "validated_interactions").split
-    pre = TrainedModels.load(art / "pretrained_recommender").models[args.model]
-    base = load_params(args.params).adversarial.model_copy(update={"gan_weighting": False, "models": (args.model,)})
+    params = load_params(args.params)
+    base = params.adversarial.model_copy(update={"gan_weighting": False, "models": (args.model,)})
+    if args.finetune_set:
+        base = base.model_copy(update={"train": _with(base.train, args.finetune_set)})
+    if args.pretrain_set:  # pretraining as the pipeline runs it (the hybrid warm-starts from the new MF-BPR)
+        kinds = ("mf_bpr",) if args.model == "mf_bpr" else ("mf_bpr", "text_hybrid")
+        pcfg = params.pretrain.model_copy(update={"models": kinds, "mf_bpr": _with(params.pretrain.mf_bpr, args.pretrain_set),
+                                                  "text_hybrid": _with(params.pretrain.text_hybrid, args.pretrain_set)})
+        text = ItemTextEmbeddings.load(art / "item_text_embeddings") if args.model == "text_hybrid" else None
+        t0 = time.perf_counter()
+        pre = pretrain(ValidatedData.load(art / "validated_interactions"), text, pcfg, progress=False).models[args.model]
+        print(f"pretrained {kinds} with {args.pretrain_set}: {time.perf_counter() - t0:.0f}s", flush=True)
+    else:
+        pre = TrainedModels.load(art / "pretrained_recommender").models[args.model]
     variants = dict(list(VARIANTS.items())[:2]) if args.smoke else VARIANTS
     if args.only:
         variants = {k: v for k, v in variants.items() if re.search(args.only, k)}
@@ -105,7 +138,8 @@ def main(argv=None) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     today = dt.date.today().isoformat()
     lines = [f"# Adversarial fine-tuning judged by the worst case — {device}, {today}", "",
-             f"Pretrained {args.model} from {art}; config {args.params} with the variant's overrides, GAN weights off; "
+             f"Pretrained {args.model} " + (f"retrained with {args.pretrain_set}" if args.pretrain_set else f"from {art}")
+             + (f"; fine-tuning with {args.finetune_set}" if args.finetune_set else "") + f"; config {args.params} with the variant's overrides, GAN weights off; "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
              "| fine-tuning | best epoch | clean NDCG@10 | worst case ε=0.5 abs (kept) | worst case ε=0.25 rel (kept) "
              "| strongest single attack (abs) | user / item norm |", "|---|---:|---:|---:|---:|---|---|"]
@@ -119,7 +153,7 @@ def main(argv=None) -> None:
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = ("_smoke" if args.smoke else "") + ("" if args.model == "mf_bpr" else f"_{args.model}") + (f"_{re.sub(r'[^A-Za-z0-9.]+', '_', args.only)}" if args.only else "")
+    suffix = ("_smoke" if args.smoke else "") + "".join(f"_{re.sub(r'[^A-Za-z0-9.]+', '_', o)}" for o in args.pretrain_set + args.finetune_set) + ("" if args.model == "mf_bpr" else f"_{args.model}") + (f"_{re.sub(r'[^A-Za-z0-9.]+', '_', args.only)}" if args.only else "")
     (out / f"robust_defence_{device}_{today}{suffix}.md").write_text(text)
 
 
