@@ -105,7 +105,10 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
     grad = p.attacks["gradient"].arms
     assert grad["robust"].adversarial["ndcg@10_change"] >= -0.03
     assert grad["undefended"].pretrained["target_hit@10"] > 0
-    assert grad["robust"].adversarial["target_hit@50"] < 0.75 * grad["undefended"].adversarial["target_hit@50"]
+    # the robust arm removes most of the undefended promotion (grid: keeps 23% of the gradient attack's, mean of
+    # three targets); whether it also beats the plain fine-tuning on one target follows float noise across CPUs
+    # (0.026 against 0.044 on one machine, 0.029 against 0.029 on another, make repro 2026-12-07)
+    assert grad["robust"].adversarial["target_hit@50"] < 0.5 * grad["undefended"].pretrained["target_hit@50"]
 
     # text tampering (issue 11): cold targets are promoted by every attack (measured 2026-12-03: HR@50 0.007 ->
     # 0.066 char, 0.111 word, 0.408 imitation), warm ones barely (<= 0.0006); the sanitizer only dents the char
