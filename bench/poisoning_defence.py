@@ -6,7 +6,7 @@ Grid (one run):
               poisoning.gradient) at `--ratio` (3%) with one target per seed (select_targets(n_targets=1, seed))
   victim      MF-BPR (params.yaml pretrain.mf_bpr) retrained from scratch on the poisoned split ("none":
               no defence), then fine-tuned from it with each defence; params.yaml adversarial otherwise
-  defences    pgd-1 (the pipeline's default: PGD-AT eps 1.0), pgd-2 (eps 2.0), vat-1 and vat-2
+  defences    pgd-1 (PGD-AT eps 1.0, uniform radii), pgd-2 (eps 2.0), vat-1 and vat-2
               (adversarial.user_radius: vulnerability, eps 1.0 / 2.0; VAT-style per-user radii)
   cost        each defence also fine-tunes the clean pretrained MF-BPR; its NDCG@10 on the real users'
               test pairs against the clean pretrained model's is the clean cost
@@ -14,6 +14,8 @@ Grid (one run):
 
     .venv/bin/python bench/poisoning_defence.py                       # ~8 min on 2 quiet cores
     .venv/bin/python bench/poisoning_defence.py --smoke --out /tmp/x  # synthetic 150 x 200 table, seconds
+    .venv/bin/python bench/poisoning_defence.py --set pretrain.mf_bpr.weight_decay=1e-5 --suffix _decay \
+        --defences '{"vat-rel": {"eps": 0.25, "scale": "relative", "user_radius": "vulnerability"}}'
 
 Writes bench/results/poisoning_defence_<date>.md (+ .json with every run); `--smoke`: *_smoke.*.
 """
@@ -36,7 +38,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout
-from rrec_core.config import EvalConfig, MFConfig, load_params  # noqa: E402
+from orchestration.cli import parse_overrides  # noqa: E402
+from rrec_core.config import EvalConfig, MFConfig, load_params, resolve_config  # noqa: E402
 from rrec_core.data.loaders import load_dataset  # noqa: E402
 from rrec_core.data.split import split_interactions  # noqa: E402
 from rrec_core.evaluation.poisoning import _real_ndcg, poisoned_split  # noqa: E402
@@ -45,7 +48,8 @@ from rrec_core.poisoning.gradient import gradient_attack  # noqa: E402
 from rrec_core.training.adversarial import adversarial_finetune  # noqa: E402
 from rrec_core.training.loop import build_model, train_recommender  # noqa: E402
 
-DEFENCES = {"pgd-1": {"eps": 1.0}, "pgd-2": {"eps": 2.0},
+# uniform radii named explicitly: params.yaml's adversarial.user_radius is VAT's since 2026-12-03
+DEFENCES = {"pgd-1": {"eps": 1.0, "user_radius": "uniform"}, "pgd-2": {"eps": 2.0, "user_radius": "uniform"},
             "vat-1": {"eps": 1.0, "user_radius": "vulnerability"}, "vat-2": {"eps": 2.0, "user_radius": "vulnerability"}}
 SEEDS = (1, 2, 3)
 
@@ -87,9 +91,16 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio", type=float, default=0.03)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--defences", type=json.loads, default=None,
+                    help='JSON {name: overrides of params.yaml adversarial} instead of the default four, e.g. '
+                         '\'{"vat-rel": {"eps": 0.25, "scale": "relative", "user_radius": "vulnerability"}}\'')
+    ap.add_argument("--suffix", default="", help="appended to the result files' names")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override of params.yaml as `rrec run --set` takes it, e.g. pretrain.mf_bpr.weight_decay=1e-5")
     args = ap.parse_args(argv)
+    defences = args.defences or DEFENCES
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    params = load_params(args.params)
+    params = resolve_config(load_params(args.params), parse_overrides(args.set))
     adv = params.adversarial
     if args.smoke:
         inter = synthetic()
@@ -115,7 +126,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     clean_pre = pretrain(split)
     clean_ndcg = {"none": _real_ndcg(clean_pre, split, n_real)}
-    for name, over in DEFENCES.items():
+    for name, over in defences.items():
         clean_ndcg[name] = _real_ndcg(adversarial_finetune(clean_pre, split, adv.model_copy(update=over), ev,
                                                            progress=False).model, split, n_real)
     runs = []
@@ -125,7 +136,7 @@ def main(argv=None) -> int:
         s = poisoned_split(split, p.injected)
         pre = pretrain(s)
         models = {"none": pre}
-        for name, over in DEFENCES.items():
+        for name, over in defences.items():
             models[name] = adversarial_finetune(pre, s, adv.model_copy(update=over), ev, progress=False).model
         for name, m in models.items():
             runs.append({"seed": seed, "target": target[0], "defence": name,
@@ -137,7 +148,7 @@ def main(argv=None) -> int:
     date = dt.date.today().isoformat()
     meta = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": f"{cpu_name()} ({os.cpu_count()} cores)",
             "torch": torch.__version__, "commit": git_state(), "data": label, "seconds": round(seconds, 1),
-            "ratio": args.ratio, "smoke": args.smoke, "defences": DEFENCES,
+            "ratio": args.ratio, "smoke": args.smoke, "defences": defences, "params": str(args.params),
             "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/poisoning_defence.py", *(argv or sys.argv[1:])])}
     lines = [f"# Detection-free defences against the gradient attack, {date}", ""]
     if args.smoke:
@@ -150,7 +161,7 @@ def main(argv=None) -> int:
               "the mean); clean cost = NDCG@10 of the defence on clean data / the clean pretrained MF-BPR's − 1:", "",
               "| defence | target HR@10 | target HR@50 | HR@50 kept | percentile | clean NDCG@10 | clean cost |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for name in ["none", *DEFENCES]:
+    for name in ["none", *defences]:
         g = df[df["defence"] == name].set_index("seed")
         kept = (g["target_hit@50"] / base.where(base > 0)).mean()
         lines.append(f"| {name} | {g['target_hit@10'].mean():.4f} | {g['target_hit@50'].mean():.4f} | "
@@ -158,7 +169,7 @@ def main(argv=None) -> int:
                      f"{clean_ndcg[name]:.4f} | {100 * (clean_ndcg[name] / clean_ndcg['none'] - 1):+.1f}% |")
     lines += ["", "Every run:", "", df.to_markdown(index=False, floatfmt=".4f"), ""]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"poisoning_defence_{date}{'_smoke' if args.smoke else ''}"
+    stem = f"poisoning_defence_{date}{'_smoke' if args.smoke else ''}{args.suffix}"
     (args.out / f"{stem}.md").write_text("\n".join(lines))
     (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": runs, "clean_ndcg": clean_ndcg}, indent=1))
     print("\n".join(lines[:16]))
