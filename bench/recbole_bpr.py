@@ -29,7 +29,7 @@ loads with weights_only=True since torch 2.6 and refuses RecBole's checkpoint (i
 The RecBole worker subclasses the Trainer to keep a deep copy of the best state_dict in memory instead
 (`InMemoryBestTrainer`): no pickle is written or read, and `saved=True` keeps its meaning.
 
-Synthetic data sets (synthetic-1m, synthetic-250k, ...) are written to data/<name> by
+Synthetic data sets (synthetic-1m, synthetic-250k, ...) are written to artifacts/synthetic/<name> by
 `rrec data synthetic` if absent. Writes bench/results/recbole_bpr_cpu_<date>.md and .json (_smoke with
 --smoke), each to a temporary file renamed into place.
 """
@@ -230,7 +230,9 @@ def _cpu_model() -> str:
 
 
 def _dataset_path(name: str) -> Path:
-    path = ROOT / "data" / name
+    # synthetic sets outside data/: data.dvc pins that whole folder, and an extra set there makes `dvc status`
+    # (and tests/test_dvc_stages.py) report the pipeline's data as modified
+    path = ROOT / ("artifacts/synthetic" if name.startswith("synthetic-") else "data") / name
     if name.startswith("synthetic-") and not (path / f"{name}.inter").exists():
         size = name.split("-", 1)[1]
         rrec = Path(sys.executable).parent / "rrec"
@@ -340,7 +342,7 @@ def _command(args: list[str]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="ml-100k,synthetic-1m",
-                    help="comma-separated: ml-100k and/or synthetic-<size> (data/<name>, written if absent)")
+                    help="comma-separated: ml-100k and/or synthetic-<size> (artifacts/synthetic/<name>, written if absent)")
     ap.add_argument("--epochs", type=int, default=None, help="cap on the epochs of both (default: 300, early stop)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds before a worker is killed")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
