@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     pull.set_defaults(fn=_cmd_data_pull)
     syn = data.add_parser("synthetic", help="write synthetic interactions with the shape of real data (docs/scale.md)")
     syn.add_argument("--interactions", required=True, help="how many, e.g. 1M, 10M, 250k")
-    syn.add_argument("--out", required=True, help="dataset folder, e.g. data/synthetic-1m")
+    syn.add_argument("--out", required=True, help="dataset folder, e.g. artifacts/synthetic/synthetic-1m (not under data/, which data.dvc pins)")
     syn.add_argument("--users", default=None, help="default: interactions / 140")
     syn.add_argument("--items", default=None, help="default: 1682 * sqrt(interactions / 100K)")
     syn.add_argument("--seed", type=int, default=0)

@@ -6,9 +6,9 @@ that concentrate on a few kinds of item, ratings that depend on user and item, a
 says what kind of item it is. The generator draws exactly these, in O(N log I) time and
 O(chunk x genres) extra memory, and writes RecBole atomic files (<name>.inter, <name>.item) that
 `data.format: atomic` reads, so the whole pipeline runs on it through `params.yaml`
-(`data.path: data/synthetic-1m`) with no special path:
+(`data.path: artifacts/synthetic/synthetic-1m`; not under data/, which data.dvc pins as a whole) with no special path:
 
-    rrec data synthetic --interactions 1M --out data/synthetic-1m
+    rrec data synthetic --interactions 1M --out artifacts/synthetic/synthetic-1m
 
 The model of the data:
 - item i has one primary genre g(i) (genre sizes drawn from a Dirichlet) and a popularity weight
