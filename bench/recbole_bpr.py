@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -247,6 +246,8 @@ def _dataset_path(name: str) -> Path:
 def run_worker(python: Path, library: str, data: Path, epochs: int | None, timeout: float,
                extra: list[str] = ()) -> dict:
     """One worker process; its result JSON plus wall time and the process's peak RSS (os.wait4)."""
+    from scale import wait_measured  # bench/scale.py; here, not at the top: the RecBole worker cannot import it
+
     with tempfile.TemporaryDirectory(prefix="recbole_bpr_") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [str(python), str(Path(__file__).resolve()), "--worker", library, "--data", str(data),
@@ -256,18 +257,7 @@ def run_worker(python: Path, library: str, data: Path, epochs: int | None, timeo
         load_start = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-        status, rusage = None, None
-        while status is None:
-            pid, code, rusage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                status = "ok" if os.WIFEXITED(code) and os.WEXITSTATUS(code) == 0 else f"failed (status {code})"
-            elif time.perf_counter() - t0 > timeout:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, code, rusage = os.wait4(proc.pid, 0)
-                status = f"timeout > {timeout:.0f}s"
-            else:
-                time.sleep(0.2)
-        proc.returncode = 0  # reaped by wait4
+        status, rusage = wait_measured(proc, t0 + timeout, poll=0.2)
         wall = time.perf_counter() - t0
         result = json.loads(out.read_text()) if status == "ok" and out.exists() else {"library": library}
     result.update(status=status, wall_seconds=wall, peak_rss_mb=rusage.ru_maxrss / 1024 if rusage else None,

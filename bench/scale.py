@@ -80,6 +80,24 @@ def dataset(size: str, data_root: Path) -> tuple[str, Path, dict]:
     return name, path, json.loads(meta.read_text())["stats"]
 
 
+def wait_measured(proc: subprocess.Popen, deadline: float, poll: float = 0.5):
+    """Wait for `proc` (started with start_new_session=True) until `deadline` (time.perf_counter()), killing its
+    process group past it; (status, rusage): "ok", "failed (exit N)" or "timeout > Ns", and the child's resource
+    usage from wait4 (ru_maxrss: its peak RSS in KiB)."""
+    timeout = deadline - time.perf_counter()
+    while True:
+        pid, code, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(code)  # reaped by wait4
+            return ("ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"), rusage
+        if time.perf_counter() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, code, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(code)
+            return f"timeout > {timeout:.0f}s", rusage
+        time.sleep(poll)
+
+
 def run_stage(work: Path, stage: str, timeout: float) -> dict:
     """`rrec run --select stage` in `work`; {seconds (the step's own), wall, peak_rss_mb, status}."""
     rrec = Path(sys.executable).parent / "rrec"
@@ -91,19 +109,7 @@ def run_stage(work: Path, stage: str, timeout: float) -> dict:
     with open(log, "w") as out:
         proc = subprocess.Popen([str(rrec), "run", "--params", "params.yaml", "--select", stage], cwd=work, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = t0 + timeout
-        status, rusage = None, None
-        while status is None:
-            pid, code, rusage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                status = "ok" if os.WIFEXITED(code) and os.WEXITSTATUS(code) == 0 else f"failed ({code >> 8})"
-            elif time.perf_counter() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, code, rusage = os.wait4(proc.pid, 0)
-                status = f"timeout > {timeout:.0f}s"
-            else:
-                time.sleep(0.5)
-        proc.returncode = 0  # reaped by wait4
+        status, rusage = wait_measured(proc, t0 + timeout)
     wall = time.perf_counter() - t0
     text = log.read_text()
     m = re.search(rf"stage times \(s\):.*?\b{stage} ([0-9.]+)", text)
