@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
+from orchestration.cli import parse_overrides  # noqa: E402
 from rrec_core.artifacts import ItemTextEmbeddings, TrainedModels, ValidatedData  # noqa: E402
-from rrec_core.config import EvalConfig, RobustnessConfig, load_params  # noqa: E402
+from rrec_core.config import EvalConfig, RobustnessConfig, load_params, resolve_config  # noqa: E402
 from rrec_core.evaluation.robustness import evaluate_robustness  # noqa: E402
 from rrec_core.pipeline import pretrain  # noqa: E402
 from rrec_core.training.adversarial import adversarial_finetune  # noqa: E402
@@ -70,15 +70,9 @@ VARIANTS = {
 }
 
 
-def _with(cfg, pairs: list[str]):
-    """`cfg` with KEY=VALUE overrides, each value parsed as YAML and the result validated by its model."""
-    out = cfg.model_dump()
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in out:
-            raise SystemExit(f"expected KEY=VALUE with KEY one of {sorted(out)}, got {pair!r}")
-        out[key] = yaml.safe_load(value)
-    return type(cfg).model_validate(out)
+def _sections(pairs: list[str], *sections: str) -> dict:
+    """KEY=VALUE pairs as `rrec run --set` overrides of each of `sections` (e.g. pretrain.mf_bpr.KEY)."""
+    return {f"{section}.{key}": value for key, value in parse_overrides(pairs).items() for section in sections}
 
 
 def main(argv=None) -> None:
@@ -98,18 +92,17 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     art = Path(args.artifacts)
-    split = ValidatedData.load(art / "validated_interactions").split
-    params = load_params(args.params)
+    data = ValidatedData.load(art / "validated_interactions")
+    split = data.split
+    params = resolve_config(load_params(args.params), {
+        **_sections(args.pretrain_set, "pretrain.mf_bpr", "pretrain.text_hybrid"),
+        **_sections(args.finetune_set, "adversarial.train")})
     base = params.adversarial.model_copy(update={"gan_weighting": False, "models": (args.model,)})
-    if args.finetune_set:
-        base = base.model_copy(update={"train": _with(base.train, args.finetune_set)})
     if args.pretrain_set:  # pretraining as the pipeline runs it (the hybrid warm-starts from the new MF-BPR)
         kinds = ("mf_bpr",) if args.model == "mf_bpr" else ("mf_bpr", "text_hybrid")
-        pcfg = params.pretrain.model_copy(update={"models": kinds, "mf_bpr": _with(params.pretrain.mf_bpr, args.pretrain_set),
-                                                  "text_hybrid": _with(params.pretrain.text_hybrid, args.pretrain_set)})
         text = ItemTextEmbeddings.load(art / "item_text_embeddings") if args.model == "text_hybrid" else None
         t0 = time.perf_counter()
-        pre = pretrain(ValidatedData.load(art / "validated_interactions"), text, pcfg, progress=False).models[args.model]
+        pre = pretrain(data, text, params.pretrain.model_copy(update={"models": kinds}), progress=False).models[args.model]
         print(f"pretrained {kinds} with {args.pretrain_set}: {time.perf_counter() - t0:.0f}s", flush=True)
     else:
         pre = TrainedModels.load(art / "pretrained_recommender").models[args.model]
