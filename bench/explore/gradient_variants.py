@@ -9,28 +9,12 @@ Prints one JSON line per run; the logs of the runs docs/poisoning.md cites are i
 import json
 import sys
 import time
-from pathlib import Path
 
-import torch
+from poisoning_victim import inter, params, victim_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from rrec_core.config import EvalConfig, load_params  # noqa: E402
-from rrec_core.data.loaders import load_dataset  # noqa: E402
-from rrec_core.data.split import split_interactions  # noqa: E402
-from rrec_core.evaluation.poisoning import poisoned_split  # noqa: E402
-from rrec_core.poisoning import poisoning_metrics, select_targets  # noqa: E402
-from rrec_core.poisoning.gradient import gradient_attack  # noqa: E402
-from rrec_core.training.loop import build_model, train_recommender  # noqa: E402
+from rrec_core.poisoning import select_targets
+from rrec_core.poisoning.gradient import gradient_attack
 
-torch.set_num_threads(2)
-params = load_params(ROOT / "params.yaml")
-ds = load_dataset(params.data, ROOT)
-inter = ds.interactions
-split = split_interactions(inter, params.split, ds.items["item_id"].tolist())
-mf = params.pretrain.mf_bpr
-real_users = [str(u) for u in split.user_ids]
-ev = EvalConfig(ks=(10,))
 variants = json.loads(sys.argv[1])
 ratios = json.loads(sys.argv[2]) if len(sys.argv) > 2 else [0.01]
 seeds = json.loads(sys.argv[3]) if len(sys.argv) > 3 else [1, 2, 3]
@@ -44,6 +28,5 @@ for name, over in variants.items():
             secs = time.perf_counter() - t0
             tr = p.config["trace"]
             sh = max(t["surrogate_hit@50"] for t in tr)
-            s = poisoned_split(split, p.injected)
-            m = poisoning_metrics(train_recommender(build_model("mf_bpr", s, mf), s, mf, ev, progress=False).model, target, s, users=real_users)
+            m = victim_metrics(p, target)
             print(json.dumps({"v": name, "ratio": ratio, "seed": seed, "sur0": tr[0]["surrogate_hit@50"], "sur": sh, "hr50": round(m["target_hit@50"], 4), "hr10": round(m["target_hit@10"], 4), "pct": round(m["target_percentile"], 3), "s": round(secs, 1)}), flush=True)

@@ -10,30 +10,14 @@ JSON seeds, attack. Prints one JSON line per run.
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
+from poisoning_victim import inter, params, victim_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-import rrec_core.poisoning.gradient as gradient_mod  # noqa: E402
-from rrec_core.config import EvalConfig, load_params  # noqa: E402
-from rrec_core.data.loaders import load_dataset  # noqa: E402
-from rrec_core.data.split import split_interactions  # noqa: E402
-from rrec_core.evaluation.poisoning import poisoned_split  # noqa: E402
-from rrec_core.poisoning import ShillingConfig, inject_attack, poisoning_metrics, select_targets  # noqa: E402
-from rrec_core.poisoning.shilling import sample_profile_lengths  # noqa: E402
-from rrec_core.training.loop import build_model, train_recommender  # noqa: E402
+import rrec_core.poisoning.gradient as gradient_mod
+from rrec_core.poisoning import ShillingConfig, inject_attack, select_targets
+from rrec_core.poisoning.shilling import sample_profile_lengths
 
-torch.set_num_threads(2)
-params = load_params(ROOT / "params.yaml")
-ds = load_dataset(params.data, ROOT)
-inter = ds.interactions
-split = split_interactions(inter, params.split, ds.items["item_id"].tolist())
-mf = params.pretrain.mf_bpr
-real_users = [str(u) for u in split.user_ids]
-ev = EvalConfig(ks=(10,))
 lengths = json.loads(sys.argv[1])
 ratios = json.loads(sys.argv[2]) if len(sys.argv) > 2 else [0.01]
 seeds = json.loads(sys.argv[3]) if len(sys.argv) > 3 else [1, 2, 3]
@@ -55,9 +39,7 @@ for length in lengths:
                 p = inject_attack(inter, ShillingConfig(attack=attack, fake_ratio=ratio, seed=seed, targets=target, **over))
                 sur = None
             secs = time.perf_counter() - t0
-            s = poisoned_split(split, p.injected)
-            model = train_recommender(build_model("mf_bpr", s, mf), s, mf, ev, progress=False).model
-            m = poisoning_metrics(model, target, s, users=real_users)
+            m = victim_metrics(p, target)
             fake_len = p.injected.groupby("user_id").size()
             print(json.dumps({"attack": attack, "length": length, "ratio": ratio, "seed": seed, "target": target[0],
                               "fake_len_mean": round(float(fake_len.mean()), 1), "sur": sur,

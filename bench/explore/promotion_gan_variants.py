@@ -10,29 +10,13 @@ Prints one JSON line per run; the logs of the runs docs/poisoning.md cites are i
 import json
 import sys
 import time
-from pathlib import Path
 
-import torch
+from poisoning_victim import ROOT, inter, params, victim_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from rrec_core.config import EvalConfig, load_params  # noqa: E402
-from rrec_core.data.loaders import load_dataset  # noqa: E402
-from rrec_core.data.split import split_interactions  # noqa: E402
-from rrec_core.evaluation.poisoning import poisoned_split  # noqa: E402
-from rrec_core.poisoning import gan_attack, load_generator, poisoning_metrics, select_targets  # noqa: E402
-from rrec_core.poisoning.promotion_gan import promotion_gan_attack  # noqa: E402
-from rrec_core.poisoning.stealth import stealth_auc  # noqa: E402
-from rrec_core.training.loop import build_model, train_recommender  # noqa: E402
+from rrec_core.poisoning import gan_attack, load_generator, select_targets
+from rrec_core.poisoning.promotion_gan import promotion_gan_attack
+from rrec_core.poisoning.stealth import stealth_auc
 
-torch.set_num_threads(2)
-params = load_params(ROOT / "params.yaml")
-ds = load_dataset(params.data, ROOT)
-inter = ds.interactions
-split = split_interactions(inter, params.split, ds.items["item_id"].tolist())
-mf = params.pretrain.mf_bpr
-real_users = [str(u) for u in split.user_ids]
-ev = EvalConfig(ks=(10,))
 gan = load_generator(ROOT / "artifacts/gan_samples/generator")
 variants = json.loads(sys.argv[1])
 ratios = json.loads(sys.argv[2]) if len(sys.argv) > 2 else [0.03]
@@ -50,6 +34,5 @@ for name, over in variants.items():
                 tr = p.config["trace"]
             secs = time.perf_counter() - t0
             st = stealth_auc(p.interactions, p.fake_users, target, params.validation.screen, seed=seed)
-            s = poisoned_split(split, p.injected)
-            m = poisoning_metrics(train_recommender(build_model("mf_bpr", s, mf), s, mf, ev, progress=False).model, target, s, users=real_users)
+            m = victim_metrics(p, target)
             print(json.dumps({"v": name, "ratio": ratio, "seed": seed, "sur0": tr[0].get("surrogate_hit@50"), "sur": max((t.get("surrogate_hit@50", 0) for t in tr)), "short": tr[-1].get("critic_shortfall_sd"), "hr50": round(m["target_hit@50"], 4), "hr10": round(m["target_hit@10"], 4), "pct": round(m["target_percentile"], 3), "stealth": round(st["stealth_auc"], 3), "s": round(secs, 1)}), flush=True)
