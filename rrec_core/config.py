@@ -479,8 +479,8 @@ class PoisoningEvalConfig(_Strict):
     enabled: bool = True
     """Run the evaluation (its outputs are written either way, saying so)."""
     attacks: tuple[Literal["random", "average", "bandwagon", "segment", "gan", "gan_promotion", "gradient"], ...] = (
-        "bandwagon", "gan_promotion", "gradient")
-    """Attacks to inject, each evaluated in every arm."""
+        "gan_promotion", "gradient")
+    """Attacks to inject, each evaluated in every arm (bandwagon does not promote at 3%: the grid keeps it)."""
     fake_ratio: float = 0.03
     """Fake users = round(fake_ratio * real users)."""
     n_targets: int = 1
@@ -490,7 +490,7 @@ class PoisoningEvalConfig(_Strict):
     seed: int = 1
     """Another seed than gan.seed: other targets and draws than the profiles the fine-tuning
     detector was fitted on."""
-    robust: dict[str, Any] = Field(default_factory=lambda: {"user_radius": "vulnerability", "eps": 2.0})
+    robust: dict[str, Any] = Field(default_factory=lambda: {"user_radius": "vulnerability", "eps": 2.0, "scale": "absolute"})
     """The `robust` arm's overrides of the adversarial section (a detection-free training-time defence);
     empty: no robust arm."""
 

@@ -75,27 +75,27 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
         assert targeted(adv, "absolute", 0.5) < 0.1 and targeted(adv, "absolute", 0.5) < worst(adv, "absolute", 0.5).ndcg_kept
         assert targeted(adv, "absolute", 0.1) > targeted(pre, "absolute", 0.1) + 0.1
 
-    # poisoning (issue 16): one target, 3% fakes. Every attack moves the target up for the undefended
-    # pipeline; the two optimization-based attacks also promote it into real users' top lists (measured
+    # poisoning (issue 16): one target, 3% fakes, the two optimization-based attacks (bandwagon, which does not
+    # promote at 3%, runs in the poisoning grid). Both promote the target into real users' top lists (measured
     # 2026-12-02/03 on this target, item 1386: gradient HR@50 0.125 / HR@10 0.015, the promotion-tuned GAN
     # 0.119 / 0.003 on MF-BPR retrained by bench/poisoning_strength.py; the in-process chain measured the
-    # gradient attack at 0.079; bandwagon 0.001); the robust arm (VAT-style radii, no detection) lowers the
+    # gradient attack at 0.079); the robust arm (VAT-style radii, no detection) lowers the
     # adversarial model's HR@50 against the gradient attack (measured 0.032-0.038) at <= 3% NDCG@10 cost.
     # The screen cannot flag a
     # single target (min_group 3), so nothing is flagged and the defended arm trains on exactly the
     # undefended data: no gate pretends it defends (docs/poisoning.md).
     p = PoisoningResult.from_json(Path("metrics/poisoning.json").read_text())
-    assert set(p.attacks) == {"bandwagon", "gan_promotion", "gradient"} and len(p.targets) == 1
+    assert set(p.attacks) == {"gan_promotion", "gradient"} and len(p.targets) == 1
     for attack, res in p.attacks.items():
         und = res.arms["undefended"]
         assert und.pretrained["prediction_shift"] > 0.1, attack  # the attack works before defence is judged
         assert res.stealth is not None and 0.5 < res.stealth["stealth_auc"] <= 1.0, attack
         if res.screen.flagged == 0:
             assert res.arms["defended"].pretrained == und.pretrained, attack
-    bandwagon = p.attacks["bandwagon"].arms["undefended"].pretrained["target_hit@50"]
+    # promotion = the target's HR@50 on the poisoned data minus on the clean data, same victim
     for name, floor in (("gradient", 0.04), ("gan_promotion", 0.02)):
-        hr50 = p.attacks[name].arms["undefended"].pretrained["target_hit@50"]
-        assert hr50 >= floor and hr50 > 5 * bandwagon, (name, hr50, bandwagon)
+        und = p.attacks[name].arms["undefended"].pretrained
+        assert und["promotion@50"] >= floor, (name, und["promotion@50"], p.clean["pretrained"]["target_hit@50"])
     # adversarial fine-tuning lowers the promotion-tuned GAN's HR@50, by a share that varies with the run and
     # the target: 0.119 -> 0.022 (2026-12-03), 0.072 -> 0.035 (make repro, 2026-12-07 night), 0.037 -> 0.029 (this
     # test in a fresh clone, same night), 9-52% of HR@50 kept over the poisoning grid's three targets

@@ -151,7 +151,7 @@ def test_whole_chain_materializes(project):
 
     # poisoning evaluation: every attack, every arm, real users only; a section of the robustness report
     pois = PoisoningResult.from_json((root / "metrics" / "poisoning.json").read_text())
-    assert pois.enabled and set(pois.attacks) == {"bandwagon", "gan_promotion", "gradient"}
+    assert pois.enabled and set(pois.attacks) == {"gan_promotion", "gradient"}
     for res in pois.attacks.values():
         assert set(res.arms) == {"undefended", "gan_ft", "robust", "defended"} and res.n_fake == 4
         assert res.stealth is not None and 0 <= res.stealth["stealth_auc"] <= 1
