@@ -55,7 +55,9 @@ def test_bench_adversarial_stage_smoke(project, tmp_path):  # noqa: F811
     robust_defence.main(["--smoke", "--artifacts", str(root / "artifacts"), "--params", str(root / "params.yaml"),
                          "--out", str(out)])
     md = next(out.glob("robust_defence_*_smoke.md")).read_text()
-    assert "| none (pretrained) |" in md and "worst case" in md
+    assert "| none (pretrained) |" in md and "worst case L2 ε=0.5 abs" in md
+    # each ball in its own column: keyed by scale alone, the L-inf worst case once stood under the L2 heading
+    assert "| L∞ ε=0.0625 abs | L∞ ε=0.03125 rel |" in md
 
     # the cold-start bench reads validated_interactions and item_text_embeddings
     import cold_start
