@@ -110,6 +110,12 @@ class ScreenConfig(_Strict):
     min_coordination: float = 0.3
     """A group flags nobody unless, on average over its items, this share of an item's holders hold (nearly)
     the whole group: injected targets 0.50-0.85, a taste cluster of real items 0.10-0.18 (docs/poisoning.md)."""
+    organic_holders: int = 5
+    """A group flags nobody when at least this many users outside both candidate pools hold (nearly) all of it:
+    real users co-hold it without being picked as suspects (a trilogy's fans), so it is the catalogue's
+    structure, not an injection. Injected targets are held together only by the injected profiles, which the
+    pools take in; without this check an injection that shifts the pools makes a trilogy a "target group" and
+    quarantines its fans (docs/poisoning.md). 0 turns the check off."""
     batch: int = 512
     """Users / items per block in the similarity computations."""
 

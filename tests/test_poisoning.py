@@ -208,6 +208,32 @@ def test_coordination_separates_an_injection_from_a_taste_cluster():
     assert coordination(injected) > 0.5 > 0.2 > coordination(fans)
 
 
+def test_a_group_that_users_outside_the_pools_hold_whole_is_organic_and_flags_nobody():
+    """Injected targets are co-held only by the injected profiles (in the pools); a trilogy is also held whole by
+    real users nobody suspects. ML-100K: an injection that shifted the co_burst pool made "Three Colors" (items
+    59-61) a target group, 23 of its 44 full holders outside the pools, and 64 real users were quarantined."""
+    from rrec_core.poisoning.screen import _matrix, _target_groups
+
+    rows = [(f"u{u}", i) for u in range(10) for i in ("t1", "t2", "t3")]  # 10 fakes in the pools, all targets
+    rows += [(f"u{u}", i) for u in range(20, 60) for i in ("a", "b", "c")]  # 40 fans of a trilogy
+    rows += [(f"u{u}", "t1") for u in range(60, 64)]  # a few real holders of one target
+    rows += [(f"u{u}", "z") for u in range(100)]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id"]).assign(timestamp=0)
+    m = _matrix(df)
+    pos = {str(u): k for k, u in enumerate(m.user_ids)}
+    suspects = np.zeros(m.shape[0], bool)
+    suspects[[pos[f"u{u}"] for u in list(range(10)) + list(range(20, 50))]] = True  # 10 of the 40 fans outside
+    item = {str(i): k for k, i in enumerate(m.item_ids)}
+    cand = np.asarray(sorted(item[i] for i in ("t1", "t2", "t3", "a", "b", "c")))
+    name = lambda groups: [sorted(str(m.item_ids[i]) for i in g) for g in groups]  # noqa: E731
+    groups, organic = _target_groups(m, cand, ScreenConfig(organic_holders=5), suspects)
+    assert name(groups) == [["t1", "t2", "t3"]] and name(organic) == [["a", "b", "c"]]
+    groups, organic = _target_groups(m, cand, ScreenConfig(organic_holders=11), suspects)  # 10 outside: not enough
+    assert len(groups) == 2 and organic == []
+    groups, organic = _target_groups(m, cand, ScreenConfig(organic_holders=0), suspects)  # the check off
+    assert len(groups) == 2 and organic == []
+
+
 def test_screen_leaves_a_large_clean_data_set_with_taste_clusters_alone():
     """700K synthetic interactions (5,000 users): the pools hold some genre's head items far above the rank-1
     null, so candidate targets appear; without the coordination check they formed a group and the screen

@@ -34,7 +34,11 @@ Detector (`screen_users`), no labels anywhere:
      hold (nearly, all but 10%) the whole group. Injected profiles all hold all targets (0.50-0.85 of each
      target's holders at 1-3% fakes), real users of one taste hold some of its items each (0.10-0.18 for
      the head items of a genre). Without it, the pools' rank-1 null, blind to taste, let a genre's head
-     items through as a group at 1M interactions and the screen flagged 7% of a clean data set;
+     items through as a group at 1M interactions and the screen flagged 7% of a clean data set.
+     A coordinated group that `organic_holders` users outside both pools also hold (nearly) whole is the
+     catalogue's own structure (a trilogy and its fans), not a target set: injected targets are co-held only
+     by the injected profiles, which the pools take in. Without it an injection that merely shifted the
+     co_burst pool made ML-100K's "Three Colors" trilogy a target group and quarantined 64 real fans;
   5. flag every user who holds at least half of a detected group. The score is (held group items) /
      ceil(|group| / 2), so score >= 1 <=> flagged. No detected group: nobody is flagged, however odd;
      the anomaly score stays in `features` for inspection.
@@ -317,7 +321,8 @@ def screen_users(interactions: pd.DataFrame, cfg: ScreenConfig | None = None) ->
         tests.append(pd.DataFrame({"pool": name, "item_id": m.item_ids[cand], "held_in_pool": held[cand],
                                    "expected": expected[cand], "popularity": pop[cand], "p_value": pval,
                                    "candidate": hit}))
-    groups = _target_groups(m, np.asarray(sorted(targets), dtype=np.int64), cfg)
+    suspects = pools["anomaly"] | pools["co_burst"]
+    groups, organic = _target_groups(m, np.asarray(sorted(targets), dtype=np.int64), cfg, suspects)
     score = np.zeros(n_users)
     for g in groups:  # users holding at least half of a group's items
         is_t = np.zeros(n_items, bool)
@@ -335,17 +340,20 @@ def screen_users(interactions: pd.DataFrame, cfg: ScreenConfig | None = None) ->
     item_tests = pd.concat(tests, ignore_index=True) if tests else pd.DataFrame()
     if len(item_tests):
         item_tests["target"] = item_tests["item_id"].isin(set(m.item_ids[t_idx]))
+        item_tests["organic_group"] = item_tests["item_id"].isin({m.item_ids[i] for g in organic for i in g})
     return ScreenResult(pd.Series(score, index=feats.index, name="suspicion"), [str(u) for u in m.user_ids[flag]],
                         out, [str(i) for i in m.item_ids[t_idx]], item_tests)
 
 
-def _target_groups(m: _Matrix, cand: np.ndarray, cfg: ScreenConfig) -> list[np.ndarray]:
-    """Connected groups of candidate items whose holder sets overlap (Jaccard >= min_jaccard), keeping
-    groups of at least `min_group` items: an injection pushes its targets through the same profiles,
-    whereas a pair of real items that the pools over-represent (sequels, duplicate catalogue entries)
-    stays a pair."""
+def _target_groups(m: _Matrix, cand: np.ndarray, cfg: ScreenConfig,
+                   suspects: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(target groups, organic groups): connected groups of candidate items whose holder sets overlap
+    (Jaccard >= min_jaccard), of at least `min_group` items: an injection pushes its targets through the same
+    profiles, whereas a pair of real items that the pools over-represent (sequels, duplicate catalogue
+    entries) stays a pair. A coordinated group is a target group unless `organic_holders` users outside the
+    pools (`suspects`: [n_users] bool) hold (nearly) all of it, then it is organic: real users share it."""
     if len(cand) < max(cfg.min_group, 1):
-        return []
+        return [], []
     hold = np.zeros((len(cand), m.shape[0]), dtype=np.float32)  # [n_cand, n_users]
     pos = np.full(m.shape[1], -1)
     pos[cand] = np.arange(len(cand))
@@ -366,15 +374,22 @@ def _target_groups(m: _Matrix, cand: np.ndarray, cfg: ScreenConfig) -> list[np.n
         parent[find(a)] = find(b)
     roots = np.asarray([find(a) for a in range(len(cand))])
     groups = [np.flatnonzero(roots == r) for r in np.unique(roots) if (roots == r).sum() >= cfg.min_group]
-    return [cand[g] for g in groups if coordination(hold[g]) >= cfg.min_coordination]
+    coordinated = [g for g in groups if coordination(hold[g]) >= cfg.min_coordination]
+    organic = [g for g in coordinated if cfg.organic_holders > 0
+               and int((full_holders(hold[g]) & ~suspects).sum()) >= cfg.organic_holders]
+    return ([cand[g] for g in coordinated if not any(g is o for o in organic)], [cand[g] for g in organic])
+
+
+def full_holders(hold: np.ndarray) -> np.ndarray:
+    """[n_users] bool: users who hold all but 10% of a group's items. hold [n_group_items, n_users] binary."""
+    return hold.sum(0) >= math.ceil(0.9 * hold.shape[0])
 
 
 def coordination(hold: np.ndarray) -> float:
     """Mean over a group's items of the share of the item's holders who hold all but 10% of the group.
 
     hold [n_group_items, n_users] binary."""
-    per_user = hold.sum(0)
-    full = per_user >= math.ceil(0.9 * hold.shape[0])
+    full = full_holders(hold)
     holders = hold.sum(1)
     return float(np.mean(hold[:, full].sum(1) / np.maximum(holders, 1)))
 
