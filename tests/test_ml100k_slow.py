@@ -105,7 +105,7 @@ def test_ml100k_chain_meets_quality_targets(tmp_path, monkeypatch):
     grad = p.attacks["gradient"].arms
     assert grad["robust"].adversarial["ndcg@10_change"] >= -0.03
     assert grad["undefended"].pretrained["target_hit@10"] > 0
-    # the robust arm removes most of the undefended promotion (grid: keeps 23% of the gradient attack's, mean of
+    # the robust arm removes most of the undefended promotion (grid: keeps 22-23% of the gradient attack's, mean of
     # three targets); whether it also beats the plain fine-tuning on one target follows float noise across CPUs
     # (0.026 against 0.044 on one machine, 0.029 against 0.029 on another, make repro 2026-12-07)
     assert grad["robust"].adversarial["target_hit@50"] < 0.5 * grad["undefended"].pretrained["target_hit@50"]
